@@ -1,0 +1,63 @@
+# The two commands a newcomer needs are `make test` and `make demo`; the rest are their parts.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv lint typecheck contracts unit e2e test controlplane cluster-up cluster-down demo run bench bench-planner
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "==> installing custom-scheduler with its dev extra into $(VENV)"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP) ## create .venv and install the project (done by the other targets when needed)
+
+lint: $(STAMP) ## ruff check and ruff format --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP) ## mypy --strict
+	$(BIN)/mypy
+
+contracts: $(STAMP) ## the layering contract: the core imports no client, async or logging library
+	$(BIN)/lint-imports
+
+unit: $(STAMP) ## the fast tests, no control plane
+	$(BIN)/pytest tests/unit
+
+e2e: $(STAMP) controlplane ## the end-to-end tests on the local control plane
+	$(BIN)/pytest tests/e2e
+
+test: lint typecheck contracts ## everything: lint, types, contract, unit and end-to-end tests
+	@$(MAKE) --no-print-directory controlplane || { \
+	  if [ "$${CI:-}" = true ]; then echo "error: the control plane could not be built (CI=true needs it)"; exit 1; fi; \
+	  echo "warning: the control plane could not be built; end-to-end tests will be skipped"; }
+	$(BIN)/pytest
+
+controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (cached)
+	@hack/build.sh
+
+cluster-up: $(STAMP) controlplane ## start the local control plane and print the KUBECONFIG line
+	@$(BIN)/python -m custom_scheduler.controlplane up
+
+cluster-down: $(STAMP) ## stop the local control plane
+	@$(BIN)/python -m custom_scheduler.controlplane down
+
+run: $(STAMP) ## run the scheduler against $$KUBECONFIG (ARGS="--dry-run ..." adds flags)
+	$(BIN)/custom-scheduler run $(ARGS)
+
+demo: $(STAMP) controlplane ## SPEC section 11 on a local control plane with two simulated nodes
+	@$(BIN)/python -m custom_scheduler.demo
+
+bench-planner: $(STAMP) ## plan() speed on generated clusters, written to BENCHMARKS.md
+	$(BIN)/python -m tests.bench.planner
+
+bench: bench-planner ## all benchmarks

@@ -1,0 +1,155 @@
+"""The scheduler's view of the cluster and of what one pass decides, as plain frozen data.
+
+Everything here is built by `convert` from API objects (or by tests directly) and read by the
+planner; nothing here knows about the API client, time or logging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+GROUP_NAME = "custom-scheduling.k8s.io/group-name"
+MIN_AVAILABLE = "custom-scheduling.k8s.io/min-available"
+
+PREEMPT_LOWER = "PreemptLowerPriority"
+PREEMPT_NEVER = "Never"
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A node: its name, labels and whether it can take pods at all."""
+
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict, hash=False)
+    ready: bool = True
+    unschedulable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    """A pod, reduced to what scheduling needs.
+
+    `creation` is seconds since the epoch (0.0 when the API object had none); `node_name` and
+    `nominated_node` are empty strings when unset; `priority` and `preemption_policy` are None
+    when the pod's spec does not say (the class or the defaults decide then).
+    """
+
+    namespace: str
+    name: str
+    uid: str = ""
+    scheduler_name: str = "custom-scheduler"
+    phase: str = "Pending"
+    node_name: str = ""
+    deleting: bool = False
+    creation: float = 0.0
+    priority: int | None = None
+    priority_class: str = ""
+    preemption_policy: str | None = None
+    nominated_node: str = ""
+    annotations: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # What the pod's PodScheduled condition says now, so the shell writes only changes.
+    scheduled_reason: str = ""
+    scheduled_message: str = ""
+
+    @property
+    def key(self) -> str:
+        """`namespace/name`, the way pods are named in plans, events and logs."""
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class PriorityClass:
+    """A PriorityClass: the value its pods get, and whether it is the cluster default."""
+
+    name: str
+    value: int = 0
+    global_default: bool = False
+    preemption_policy: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One immutable view of the cluster, the input of a pass."""
+
+    nodes: tuple[Node, ...] = ()
+    pods: tuple[Pod, ...] = ()
+    priority_classes: tuple[PriorityClass, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Bind:
+    """Bind `pod` (namespace/name) to `node` now: its node is free."""
+
+    pod: str
+    node: str
+
+    @property
+    def message(self) -> str:
+        """The text of the `Scheduled` event."""
+        return f"Successfully assigned {self.pod} to {self.node}"
+
+
+@dataclass(frozen=True, slots=True)
+class Nominate:
+    """Reserve `node` for `pod`: it is bound in a later pass, once the node is free.
+
+    `waiting_for` names the pods (namespace/name) that must leave first, so the pod's status
+    can say what it waits for.
+    """
+
+    pod: str
+    node: str
+    waiting_for: tuple[str, ...] = ()
+
+    @property
+    def message(self) -> str:
+        """Why the pod is not bound yet, for its PodScheduled condition."""
+        if self.waiting_for:
+            return f"nominated to node {self.node}; waiting for {', '.join(self.waiting_for)} to terminate"
+        return f"nominated to node {self.node}; waiting for the rest of its gang's nodes"
+
+
+@dataclass(frozen=True, slots=True)
+class Evict:
+    """Evict `pod` from `node` so that `preemptor` (a pod of a higher-priority unit) can run."""
+
+    pod: str
+    node: str
+    preemptor: str
+
+    @property
+    def message(self) -> str:
+        """The text of the `Preempted` event on the victim."""
+        return f"Preempted by {self.preemptor} on node {self.node}"
+
+
+@dataclass(frozen=True, slots=True)
+class Unschedulable:
+    """`pod` stays pending this pass, for `reason` (the text users read in events and status).
+
+    `invalid` marks a pod whose own annotations are wrong: it waits for a user to fix them.
+    """
+
+    pod: str
+    reason: str
+    invalid: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one pass decides. Lists are sorted by pod, so equal plans compare equal."""
+
+    binds: tuple[Bind, ...] = ()
+    nominations: tuple[Nominate, ...] = ()
+    evictions: tuple[Evict, ...] = ()
+    unschedulable: tuple[Unschedulable, ...] = ()
+
+    def to_json(self) -> dict[str, list[dict[str, str]]]:
+        """The plan as SPEC section 10 prints it."""
+        return {
+            "binds": [{"pod": b.pod, "node": b.node} for b in self.binds],
+            "nominations": [{"pod": n.pod, "node": n.node} for n in self.nominations],
+            "evictions": [{"pod": e.pod, "node": e.node, "preemptor": e.preemptor} for e in self.evictions],
+            "unschedulable": [{"pod": u.pod, "reason": u.reason} for u in self.unschedulable],
+        }

@@ -1,0 +1,104 @@
+"""What the user chose on the command line, as one frozen value, and the node selector it names."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_SCHEDULER_NAME = "custom-scheduler"
+
+# A label key: optional DNS-subdomain prefix and a name (the API server's own rule, loosely).
+_KEY = r"(?:[A-Za-z0-9.\-]{1,253}/)?[A-Za-z0-9](?:[A-Za-z0-9_.\-]{0,61}[A-Za-z0-9])?"
+_VALUE = r"(?:[A-Za-z0-9](?:[A-Za-z0-9_.\-]{0,61}[A-Za-z0-9])?)?"
+_SET_RE = re.compile(rf"^\s*({_KEY})\s+(in|notin)\s+\(([^()]*)\)\s*$")
+_EQ_RE = re.compile(rf"^\s*({_KEY})\s*(==|=|!=)\s*({_VALUE})\s*$")
+_EXISTS_RE = re.compile(rf"^\s*(!?)\s*({_KEY})\s*$")
+
+
+class SelectorError(ValueError):
+    """A label selector that does not parse."""
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """One term of a label selector: `key op values`."""
+
+    key: str
+    op: str  # "in", "notin", "exists", "!exists"
+    values: frozenset[str] = frozenset()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether a set of labels satisfies this term."""
+        if self.op == "exists":
+            return self.key in labels
+        if self.op == "!exists":
+            return self.key not in labels
+        if self.op == "in":
+            return self.key in labels and labels[self.key] in self.values
+        return self.key not in labels or labels[self.key] not in self.values
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """A label selector (`kubectl -l` syntax); the empty selector matches everything."""
+
+    requirements: tuple[Requirement, ...] = ()
+    text: str = ""
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether every term holds for these labels."""
+        return all(r.matches(labels) for r in self.requirements)
+
+
+def _split_terms(text: str) -> list[str]:
+    """Split on commas that are not inside parentheses."""
+    terms, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            terms.append(text[start:i])
+            start = i + 1
+    terms.append(text[start:])
+    return terms
+
+
+def parse_selector(text: str) -> Selector:
+    """Parse `a=b,c!=d,e in (x,y),f notin (z),g,!h`; raise SelectorError naming the bad term."""
+    if not text.strip():
+        return Selector()
+    requirements = []
+    for term in _split_terms(text):
+        if m := _SET_RE.match(term):
+            values = frozenset(v.strip() for v in m.group(3).split(",") if v.strip())
+            if not values:
+                raise SelectorError(f"label selector term {term.strip()!r} lists no values")
+            requirements.append(Requirement(m.group(1), m.group(2), values))
+        elif m := _EQ_RE.match(term):
+            op = "notin" if m.group(2) == "!=" else "in"
+            requirements.append(Requirement(m.group(1), op, frozenset({m.group(3)})))
+        elif m := _EXISTS_RE.match(term):
+            requirements.append(Requirement(m.group(2), "!exists" if m.group(1) else "exists"))
+        else:
+            raise SelectorError(f"label selector term {term.strip()!r} is not valid")
+    return Selector(tuple(requirements), text.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything that shapes what the scheduler does; the planner reads the first three."""
+
+    scheduler_name: str = DEFAULT_SCHEDULER_NAME
+    namespace: str | None = None
+    node_selector: Selector = Selector()
+    interval: float = 5.0
+    debounce: float = 0.05
+    max_concurrency: int = 32
+    dry_run: bool = False
+    log_format: str = "auto"
+    log_level: str = "info"
+    kubeconfig: str | None = None
+    context: str | None = None
