@@ -213,6 +213,7 @@ class _Ledger:
         heapq.heapify(self.free)
         self.terminating = {n for n in terminating if n not in reserved}
         self.taken: set[str] = set()
+        self.nominated = 0  # taken nodes that hold a nomination rather than a bind
         self.state: dict[str, int] = dict.fromkeys(free, _FREE)
         self.state.update(dict.fromkeys(terminating, _TERMINATING))
         for i, c in enumerate(candidates):
@@ -524,6 +525,7 @@ class _Pass:
         self._release(unit, keep={n for _, n in placements})
 
         if waiting or victims:
+            ledger.nominated += len(placements)
             evicted = {v.key for v, _, _ in victims}
             for pod, node in placements:
                 self.nominations.append(Nominate(pod.key, node, self._leaving(node, evicted)))
@@ -619,15 +621,15 @@ class _Pass:
             if node not in self.ledger.reserved:
                 self.ledger.unpop_free(node)
         waiting = any(s.waiting for s in slots)
+        reason = self._reason(unit, had=len(slots) + len(free) + could, own=len(slots), waiting=waiting)
         if waiting:
-            # Victims are still leaving its nodes: it keeps what it holds rather than start over.
+            # Victims are still leaving its nodes: it keeps its reservations rather than start
+            # over; no later unit outranks it, so they stay its own for the rest of the pass.
             for s in slots:
-                self.ledger.take(s.node)
                 self.nominations.append(Nominate(s.pod.key, s.node, self._leaving(s.node, set())))
             self._release(unit, keep={s.node for s in slots})
         else:
             self._release(unit)
-        reason = self._reason(unit, had=len(slots) + len(free) + could, waiting=waiting)
         self._reject(rest if waiting else unit.members, reason)
 
     def _reject(self, pods: Iterable[Pod], reason: str) -> None:
@@ -635,7 +637,7 @@ class _Pass:
 
     # -- reasons ----------------------------------------------------------------------------
 
-    def _breakdown(self, priority: int, *, lower_note: str | None) -> list[str]:
+    def _breakdown(self, priority: int, *, lower_note: str | None, own: int = 0) -> list[str]:
         """Why nodes cannot be had by a unit of this priority, kube-scheduler style."""
         ledger = self.ledger
         counts = [
@@ -643,10 +645,10 @@ class _Pass:
             (self.not_ready, "were not ready"),
             (self.cordoned, "were unschedulable"),
             (
-                len(ledger.taken) + ledger.occupied.total - ledger.lower_count(priority),
+                len(ledger.taken) - ledger.nominated + ledger.occupied.total - ledger.lower_count(priority),
                 "hold a pod of equal or higher priority",
             ),
-            (len(ledger.reserved), "are reserved for nominated pods"),
+            (len(ledger.reserved) + ledger.nominated - own, "are reserved for nominated pods"),
             (len(ledger.terminating), "hold a terminating pod"),
         ]
         if lower_note is not None:
@@ -655,13 +657,14 @@ class _Pass:
         counts.sort(key=lambda c: (-c[0], c[1]))
         return [f"{n} node(s) {text}" for n, text in counts]
 
-    def _reason(self, unit: _Unit, *, had: int, waiting: bool) -> str:
+    def _reason(self, unit: _Unit, *, had: int, own: int, waiting: bool) -> str:
+        """Why a unit stays pending; its own reserved nodes count as nodes it can have."""
         lower_note = None
         if not unit.can_preempt:
             lower_note = "and preemptionPolicy is Never"
         elif waiting:
-            lower_note = "but the gang waits for its preempted pods to leave before preempting more"
-        detail = ", ".join(self._breakdown(unit.priority, lower_note=lower_note))
+            lower_note = "which it may preempt once its preempted pods have left"
+        detail = ", ".join(self._breakdown(unit.priority, lower_note=lower_note, own=own))
         if unit.gang is None:
             return f"0/{self.node_total} nodes are available" + (f": {detail}." if detail else ".")
         text = f"gang {unit.gang.label} needs {unit.need} nodes, {min(had, unit.need - 1)} can be had"

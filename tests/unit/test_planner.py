@@ -1,0 +1,791 @@
+"""The planner, rule by rule: one named case per rule of SPEC sections 2 to 7, each on the whole Plan."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from custom_scheduler.model import (
+    GROUP_NAME,
+    MIN_AVAILABLE,
+    Bind,
+    Evict,
+    Nominate,
+    Plan,
+    Snapshot,
+    Unschedulable,
+)
+from custom_scheduler.planner import plan
+from custom_scheduler.settings import Settings, parse_selector
+from tests.unit.builders import (
+    bind,
+    evict,
+    node,
+    nominate,
+    pclass,
+    pending,
+    running,
+    snap,
+    unsched,
+)
+
+HIGHER = "hold a pod of equal or higher priority"
+BAD_MIN = "is invalid: it must be a positive integer of at most 9 digits"
+
+
+def avail(total: int, *parts: str) -> str:
+    """kube-scheduler's sentence: `0/5 nodes are available: 5 node(s) hold ....`"""
+    return f"0/{total} nodes are available: {', '.join(parts)}."
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    snapshot: Snapshot
+    expected: Plan
+    settings: Settings = field(default_factory=Settings)
+
+
+def P(
+    binds: Sequence[Bind] = (),
+    nominations: Sequence[Nominate] = (),
+    evictions: Sequence[Evict] = (),
+    unschedulable: Sequence[Unschedulable] = (),
+) -> Plan:
+    """A Plan from lists in any order (the planner sorts them by pod)."""
+    return Plan(
+        binds=tuple(sorted(binds, key=lambda b: b.pod)),
+        nominations=tuple(sorted(nominations, key=lambda n: n.pod)),
+        evictions=tuple(sorted(evictions, key=lambda e: e.pod)),
+        unschedulable=tuple(sorted(unschedulable, key=lambda u: u.pod)),
+    )
+
+
+TWO = (node("n1"), node("n2"))
+
+CASES = [
+    # --- Scope and occupancy (SPEC 2) ---------------------------------------------------------
+    Case(
+        "a pending pod is bound to the first free node by name",
+        snap(node("n2"), node("n1"), pending("a")),
+        P(binds=[bind("a", "n1")]),
+    ),
+    Case(
+        "pods of other schedulers are never planned and never occupy a node",
+        snap(
+            *TWO,
+            running("sys", on="n1", scheduler="default-scheduler"),
+            pending("other", scheduler="x"),
+            pending("a"),
+        ),
+        P(binds=[bind("a", "n1")]),
+    ),
+    Case(
+        "--scheduler-name picks which pods are ours",
+        snap(*TWO, pending("mine", scheduler="team-a"), pending("theirs"), running("x", on="n1")),
+        P(binds=[bind("mine", "n1")]),
+        Settings(scheduler_name="team-a"),
+    ),
+    Case(
+        "--namespace restricts the scheduler to one namespace",
+        snap(*TWO, pending("a", ns="team"), pending("b", ns="other"), running("c", on="n1", ns="other")),
+        P(binds=[bind("a", "n1", ns="team")]),
+        Settings(namespace="team"),
+    ),
+    Case(
+        "a pod bound but not yet running occupies its node",
+        snap(*TWO, running("b", on="n1", phase="Pending"), pending("a")),
+        P(binds=[bind("a", "n2")]),
+    ),
+    Case(
+        "a terminating pod occupies its node until it is gone",
+        snap(node("n1"), running("t", on="n1", deleting=True), pending("a")),
+        P(unschedulable=[unsched("a", avail(1, "1 node(s) hold a terminating pod"))]),
+    ),
+    Case(
+        "finished pods do not occupy their nodes",
+        snap(
+            *TWO,
+            running("s", on="n1", phase="Succeeded"),
+            running("f", on="n2", phase="Failed"),
+            pending("a"),
+        ),
+        P(binds=[bind("a", "n1")]),
+    ),
+    Case(
+        "a pending pod being deleted is not planned",
+        snap(*TWO, pending("gone", deleting=True), pending("a", t=1)),
+        P(binds=[bind("a", "n1")]),
+    ),
+    Case(
+        "a pod already bound is never bound again",
+        snap(*TWO, running("b", on="n2")),
+        P(),
+    ),
+    Case(
+        "NotReady and cordoned nodes are not eligible",
+        snap(node("n1", ready=False), node("n2", cordoned=True), node("n3"), pending("a"), pending("b", t=1)),
+        P(
+            binds=[bind("a", "n3")],
+            unschedulable=[
+                unsched(
+                    "b",
+                    avail(
+                        3, f"1 node(s) {HIGHER}", "1 node(s) were not ready", "1 node(s) were unschedulable"
+                    ),
+                )
+            ],
+        ),
+    ),
+    Case(
+        "--node-selector limits the nodes used",
+        snap(node("n1"), node("n2", labels={"pool": "gpu"}), pending("a"), pending("b", t=1)),
+        P(
+            binds=[bind("a", "n2")],
+            unschedulable=[
+                unsched(
+                    "b",
+                    avail(2, "1 node(s) didn't match the scheduler's node selector", f"1 node(s) {HIGHER}"),
+                )
+            ],
+        ),
+        Settings(node_selector=parse_selector("pool=gpu")),
+    ),
+    Case(
+        "with no nodes at all the pod waits and says so",
+        snap(pending("a")),
+        P(unschedulable=[unsched("a", "0/0 nodes are available.")]),
+    ),
+    # --- Priority (SPEC 3) -----------------------------------------------------------------------
+    Case(
+        "spec.priority wins over the class named",
+        snap(
+            node("n1"),
+            pclass("high", 1000),
+            pending("a", priority=5, cls="high"),
+            pending("b", priority=10, t=1),
+        ),
+        P(binds=[bind("b", "n1")], unschedulable=[unsched("a", avail(1, f"1 node(s) {HIGHER}"))]),
+    ),
+    Case(
+        "without spec.priority the named class gives the priority",
+        snap(node("n1"), pclass("high", 1000), pending("a", priority=10), pending("b", cls="high", t=1)),
+        P(binds=[bind("b", "n1")], unschedulable=[unsched("a", avail(1, f"1 node(s) {HIGHER}"))]),
+    ),
+    Case(
+        "without spec.priority or a known class, the global default applies",
+        snap(
+            node("n1"),
+            pclass("dflt", 50, default=True),
+            pending("a", priority=10),
+            pending("b", cls="nope", t=1),
+        ),
+        P(binds=[bind("b", "n1")], unschedulable=[unsched("a", avail(1, f"1 node(s) {HIGHER}"))]),
+    ),
+    Case(
+        "without any of those the priority is 0",
+        snap(node("n1"), pending("a", priority=-1), pending("b", t=1)),
+        P(binds=[bind("b", "n1")], unschedulable=[unsched("a", avail(1, f"1 node(s) {HIGHER}"))]),
+    ),
+    Case(
+        "preemptionPolicy Never in the spec: the pod waits instead of evicting",
+        snap(node("n1"), running("lo", on="n1", priority=1), pending("hi", priority=10, policy="Never")),
+        P(
+            unschedulable=[
+                unsched(
+                    "hi", avail(1, "1 node(s) hold a pod of lower priority, and preemptionPolicy is Never")
+                )
+            ]
+        ),
+    ),
+    Case(
+        "preemptionPolicy Never from the class",
+        snap(
+            node("n1"),
+            pclass("polite", 10, policy="Never"),
+            running("lo", on="n1", priority=1),
+            pending("hi", cls="polite"),
+        ),
+        P(
+            unschedulable=[
+                unsched(
+                    "hi", avail(1, "1 node(s) hold a pod of lower priority, and preemptionPolicy is Never")
+                )
+            ]
+        ),
+    ),
+    Case(
+        "a pod that never preempts can still be a victim",
+        snap(node("n1"), running("lo", on="n1", priority=1), pending("hi", priority=10)),
+        P(nominations=[nominate("hi", "n1", waiting_for=("lo",))], evictions=[evict("lo", "n1", by="hi")]),
+    ),
+    # --- Ordering and backfill (SPEC 5) ----------------------------------------------------------
+    Case(
+        "higher priority goes first",
+        snap(node("n1"), pending("lo", priority=1), pending("hi", priority=2, t=5)),
+        P(binds=[bind("hi", "n1")], unschedulable=[unsched("lo", avail(1, f"1 node(s) {HIGHER}"))]),
+    ),
+    Case(
+        "at equal priority the older pod goes first",
+        snap(node("n1"), pending("a", t=2), pending("b", t=1)),
+        P(binds=[bind("b", "n1")], unschedulable=[unsched("a", avail(1, f"1 node(s) {HIGHER}"))]),
+    ),
+    Case(
+        "at equal priority and age: namespace, then name",
+        snap(node("n1"), node("n2"), pending("b", ns="a"), pending("a", ns="b"), pending("a", ns="a")),
+        P(
+            binds=[bind("a", "n1", ns="a"), bind("b", "n2", ns="a")],
+            unschedulable=[unsched("a", avail(2, f"2 node(s) {HIGHER}"), ns="b")],
+        ),
+    ),
+    Case(
+        "a gang is ordered by its oldest pending member",
+        snap(
+            node("n1"),
+            node("n2"),
+            pending("solo", t=2),
+            pending("g-1", t=1, gang="g", min_available=2),
+            pending("g-2", t=3, gang="g", min_available=2),
+        ),
+        P(
+            binds=[bind("g-1", "n1"), bind("g-2", "n2")],
+            unschedulable=[unsched("solo", avail(2, f"2 node(s) {HIGHER}"))],
+        ),
+    ),
+    Case(
+        "inside a gang, members go by age then name",
+        snap(
+            node("n1"),
+            node("n2"),
+            pending("g-c", t=1, gang="g"),
+            pending("g-b", t=2, gang="g"),
+            pending("g-a", t=2, gang="g"),
+        ),
+        P(
+            binds=[bind("g-c", "n1"), bind("g-a", "n2")],
+            unschedulable=[
+                unsched(
+                    "g-b",
+                    avail(
+                        2,
+                        f"2 node(s) {HIGHER}",
+                    ),
+                )
+            ],
+        ),
+    ),
+    Case(
+        "a unit that cannot be placed takes no nodes: later units backfill",
+        snap(
+            node("n1"),
+            pending("g-1", priority=10, gang="g", min_available=2),
+            pending("g-2", priority=10, gang="g", min_available=2),
+            pending("small", priority=1),
+        ),
+        P(
+            binds=[bind("small", "n1")],
+            unschedulable=[
+                unsched("g-1", "gang default/g needs 2 nodes, 1 can be had"),
+                unsched("g-2", "gang default/g needs 2 nodes, 1 can be had"),
+            ],
+        ),
+    ),
+    # --- Gangs (SPEC 4) --------------------------------------------------------------------------
+    Case(
+        "a gang is (namespace, group-name): the same name in two namespaces is two gangs",
+        snap(
+            node("n1"),
+            node("n2"),
+            pending("a", ns="x", gang="g", min_available=2),
+            pending("b", ns="y", gang="g", min_available=2, t=1),
+        ),
+        P(
+            unschedulable=[
+                unsched("a", "gang x/g: 1 of 2 required members exist", ns="x"),
+                unsched("b", "gang y/g: 1 of 2 required members exist", ns="y"),
+            ]
+        ),
+    ),
+    Case(
+        "a pod named like a gang is not its member",
+        snap(*TWO, pending("g"), pending("m", gang="g", min_available=2, t=1)),
+        P(
+            binds=[bind("g", "n1")],
+            unschedulable=[unsched("m", "gang default/g: 1 of 2 required members exist")],
+        ),
+    ),
+    Case(
+        "a gang takes the highest priority of its members (donation) for ordering",
+        snap(
+            node("n1"),
+            node("n2"),
+            pending("solo", priority=50),
+            pending("g-lo", priority=1, gang="g", min_available=2, t=1),
+            pending("g-hi", priority=100, gang="g", min_available=2, t=1),
+        ),
+        P(
+            binds=[bind("g-hi", "n1"), bind("g-lo", "n2")],
+            unschedulable=[unsched("solo", avail(2, f"2 node(s) {HIGHER}"))],
+        ),
+    ),
+    Case(
+        "a running member is protected by its gang's priority",
+        snap(
+            node("n1"),
+            node("n2"),
+            running("g-run", on="n1", priority=1, gang="g"),
+            running("g-run2", on="n2", priority=1, gang="g"),
+            pending("g-new", priority=100, gang="g"),
+            pending("mid", priority=50),
+        ),
+        P(
+            unschedulable=[
+                unsched("g-new", avail(2, f"2 node(s) {HIGHER}")),
+                unsched("mid", avail(2, f"2 node(s) {HIGHER}")),
+            ]
+        ),
+    ),
+    Case(
+        "min-available is the largest over pending members",
+        snap(
+            *TWO,
+            pending("g-1", gang="g", min_available=1),
+            pending("g-2", gang="g", min_available=3),
+        ),
+        P(
+            unschedulable=[
+                unsched("g-1", "gang default/g: 2 of 3 required members exist"),
+                unsched("g-2", "gang default/g: 2 of 3 required members exist"),
+            ]
+        ),
+    ),
+    Case(
+        "all or nothing: a gang that does not fit places nobody",
+        snap(
+            *TWO,
+            pending("g-1", gang="g", min_available=3),
+            pending("g-2", gang="g", min_available=3),
+            pending("g-3", gang="g", min_available=3),
+        ),
+        P(
+            unschedulable=[
+                unsched(p, "gang default/g needs 3 nodes, 2 can be had") for p in ("g-1", "g-2", "g-3")
+            ]
+        ),
+    ),
+    Case(
+        "a gang waits for quorum while members are still being created",
+        snap(
+            *TWO,
+            node("n3"),
+            pending("t-0", gang="train", min_available=3),
+            pending("t-1", gang="train", min_available=3),
+        ),
+        P(
+            unschedulable=[
+                unsched("t-0", "gang default/train: 2 of 3 required members exist"),
+                unsched("t-1", "gang default/train: 2 of 3 required members exist"),
+            ]
+        ),
+    ),
+    Case(
+        "running members count toward min-available",
+        snap(
+            node("n1"),
+            node("n2"),
+            node("n3"),
+            running("g-0", on="n1", gang="g", min_available=3),
+            pending("g-1", gang="g", min_available=3),
+            pending("g-2", gang="g", min_available=3),
+        ),
+        P(binds=[bind("g-1", "n2"), bind("g-2", "n3")]),
+    ),
+    Case(
+        "once min-available is met, every further member that fits is placed too",
+        snap(
+            *TWO,
+            node("n3"),
+            pending("g-1", gang="g", min_available=2),
+            pending("g-2", gang="g", min_available=2),
+            pending("g-3", gang="g", min_available=2),
+        ),
+        P(binds=[bind("g-1", "n1"), bind("g-2", "n2"), bind("g-3", "n3")]),
+    ),
+    Case(
+        "members beyond min-available take free nodes only; they do not preempt",
+        snap(
+            *TWO,
+            running("lo", on="n2", priority=1),
+            pending("g-1", priority=10, gang="g"),
+            pending("g-2", priority=10, gang="g", t=1),
+        ),
+        P(
+            binds=[bind("g-1", "n1")],
+            unschedulable=[
+                unsched(
+                    "g-2",
+                    avail(
+                        2,
+                        f"1 node(s) {HIGHER}",
+                        "1 node(s) hold a pod of lower priority, "
+                        "and members beyond the gang's min-available do not preempt",
+                    ),
+                )
+            ],
+        ),
+    ),
+    Case(
+        "invalid min-available (not an integer) is that pod's error only",
+        snap(*TWO, pending("bad", gang="g", min_available="abc"), pending("ok", t=1)),
+        P(
+            binds=[bind("ok", "n1")],
+            unschedulable=[
+                unsched(
+                    "bad",
+                    f'annotation {MIN_AVAILABLE}="abc" {BAD_MIN}',
+                    invalid=True,
+                )
+            ],
+        ),
+    ),
+    Case(
+        "invalid min-available below 1",
+        snap(
+            *TWO, pending("zero", gang="g", min_available="0"), pending("neg", gang="g", min_available="-2")
+        ),
+        P(
+            unschedulable=[
+                unsched(
+                    "neg",
+                    f'annotation {MIN_AVAILABLE}="-2" {BAD_MIN}',
+                    invalid=True,
+                ),
+                unsched(
+                    "zero",
+                    f'annotation {MIN_AVAILABLE}="0" {BAD_MIN}',
+                    invalid=True,
+                ),
+            ]
+        ),
+    ),
+    Case(
+        "min-available without group-name is invalid",
+        snap(*TWO, pending("lonely", min_available=2)),
+        P(
+            unschedulable=[
+                unsched(
+                    "lonely", f'annotation {MIN_AVAILABLE}="2" is invalid without {GROUP_NAME}', invalid=True
+                )
+            ]
+        ),
+    ),
+    Case(
+        "an empty group-name is invalid",
+        snap(*TWO, pending("blank", gang="  ")),
+        P(
+            unschedulable=[
+                unsched(
+                    "blank", f'annotation {GROUP_NAME}="  " is invalid: it must not be empty', invalid=True
+                )
+            ]
+        ),
+    ),
+    Case(
+        "a very long bad value is cut short in the message",
+        snap(node("n1"), pending("long", gang="g", min_available="9" * 100)),
+        P(
+            unschedulable=[
+                unsched(
+                    "long",
+                    f'annotation {MIN_AVAILABLE}="{"9" * 64}..." {BAD_MIN}',
+                    invalid=True,
+                )
+            ]
+        ),
+    ),
+    # --- Preemption (SPEC 6) ---------------------------------------------------------------------
+    Case(
+        "equal priority never preempts",
+        snap(node("n1"), running("a", on="n1", priority=10), pending("b", priority=10)),
+        P(unschedulable=[unsched("b", avail(1, f"1 node(s) {HIGHER}"))]),
+    ),
+    Case(
+        "victims: lowest protected priority first",
+        snap(
+            node("n1"),
+            node("n2"),
+            running("lo2", on="n1", priority=2),
+            running("lo1", on="n2", priority=1),
+            pending("hi", priority=10),
+        ),
+        P(nominations=[nominate("hi", "n2", waiting_for=("lo1",))], evictions=[evict("lo1", "n2", by="hi")]),
+    ),
+    Case(
+        "victims: at equal priority, pods outside gangs before gang members",
+        snap(
+            *TWO,
+            node("n3"),
+            running("g-1", on="n1", priority=1, gang="g"),
+            running("g-2", on="n3", priority=1, gang="g"),
+            running("solo", on="n2", priority=1),
+            pending("hi", priority=10),
+        ),
+        P(
+            nominations=[nominate("hi", "n2", waiting_for=("solo",))],
+            evictions=[evict("solo", "n2", by="hi")],
+        ),
+    ),
+    Case(
+        "victims: then the newest first",
+        snap(
+            *TWO,
+            running("old", on="n1", priority=1, t=1),
+            running("new", on="n2", priority=1, t=2),
+            pending("hi", priority=10),
+        ),
+        P(nominations=[nominate("hi", "n2", waiting_for=("new",))], evictions=[evict("new", "n2", by="hi")]),
+    ),
+    Case(
+        "victims: then by node name",
+        snap(
+            node("n2"),
+            node("n1"),
+            running("b", on="n2", priority=1),
+            running("a", on="n1", priority=1),
+            pending("hi", priority=10),
+        ),
+        P(nominations=[nominate("hi", "n1", waiting_for=("a",))], evictions=[evict("a", "n1", by="hi")]),
+    ),
+    Case(
+        "gang integrity: a running gang at its min-available is evicted whole",
+        snap(
+            *TWO,
+            running("g-1", on="n1", priority=1, gang="g", min_available=2),
+            running("g-2", on="n2", priority=1, gang="g", min_available=2),
+            pending("hi", priority=10),
+        ),
+        P(
+            nominations=[nominate("hi", "n1", waiting_for=("g-1",))],
+            evictions=[evict("g-1", "n1", by="hi"), evict("g-2", "n2", by="hi")],
+        ),
+    ),
+    Case(
+        "gang integrity: a gang with members to spare loses only what is needed",
+        snap(
+            *TWO,
+            node("n3"),
+            running("g-1", on="n1", priority=1, gang="g", min_available=2),
+            running("g-2", on="n2", priority=1, gang="g", min_available=2),
+            running("g-3", on="n3", priority=1, gang="g", min_available=2),
+            pending("hi", priority=10),
+        ),
+        P(nominations=[nominate("hi", "n1", waiting_for=("g-1",))], evictions=[evict("g-1", "n1", by="hi")]),
+    ),
+    Case(
+        "freed nodes of a whole gang serve a preempting gang's further members",
+        snap(
+            *TWO,
+            running("v-1", on="n1", priority=1, gang="v", min_available=2),
+            running("v-2", on="n2", priority=1, gang="v", min_available=2),
+            pending("h-1", priority=10, gang="h"),
+            pending("h-2", priority=10, gang="h", t=1),
+        ),
+        P(
+            nominations=[
+                nominate("h-1", "n1", waiting_for=("v-1",)),
+                nominate("h-2", "n2", waiting_for=("v-2",)),
+            ],
+            evictions=[evict("v-1", "n1", by="h-1"), evict("v-2", "n2", by="h-2")],
+        ),
+    ),
+    Case(
+        "preemption is all or nothing: no eviction unless the whole gang then fits",
+        snap(
+            *TWO,
+            running("hi-run", on="n1", priority=100),
+            running("lo", on="n2", priority=1),
+            pending("g-1", priority=10, gang="g", min_available=2),
+            pending("g-2", priority=10, gang="g", min_available=2),
+        ),
+        P(
+            unschedulable=[
+                unsched("g-1", f"gang default/g needs 2 nodes, 1 can be had: 1 node(s) {HIGHER}."),
+                unsched("g-2", f"gang default/g needs 2 nodes, 1 can be had: 1 node(s) {HIGHER}."),
+            ]
+        ),
+    ),
+    Case(
+        "preemption uses free nodes first and evicts only what is missing",
+        snap(
+            *TWO,
+            node("n3"),
+            running("lo-a", on="n2", priority=1, t=1),
+            running("lo-b", on="n3", priority=1, t=2),
+            pending("g-1", priority=10, gang="g", min_available=2),
+            pending("g-2", priority=10, gang="g", min_available=2),
+        ),
+        P(
+            nominations=[nominate("g-1", "n1"), nominate("g-2", "n3", waiting_for=("lo-b",))],
+            evictions=[evict("lo-b", "n3", by="g-2")],
+        ),
+    ),
+    Case(
+        "a gang with one member whose preemptionPolicy is Never does not preempt",
+        snap(
+            node("n1"),
+            running("lo", on="n1", priority=1),
+            pending("g-1", priority=10, gang="g"),
+            pending("g-2", priority=10, gang="g", policy="Never"),
+        ),
+        P(
+            unschedulable=[
+                unsched(
+                    p,
+                    "gang default/g needs 1 nodes, 0 can be had: "
+                    "1 node(s) hold a pod of lower priority, and preemptionPolicy is Never.",
+                )
+                for p in ("g-1", "g-2")
+            ]
+        ),
+    ),
+    Case(
+        "terminating pods are not candidates: the next victim is chosen",
+        snap(
+            *TWO,
+            running("going", on="n1", priority=1, deleting=True),
+            running("lo", on="n2", priority=5),
+            pending("hi", priority=10),
+        ),
+        P(nominations=[nominate("hi", "n2", waiting_for=("lo",))], evictions=[evict("lo", "n2", by="hi")]),
+    ),
+    Case(
+        "pods on ineligible nodes are not candidates",
+        snap(node("n1", cordoned=True), running("lo", on="n1", priority=1), pending("hi", priority=10)),
+        P(unschedulable=[unsched("hi", avail(1, "1 node(s) were unschedulable"))]),
+    ),
+    # --- Two phases and reservations (SPEC 6) ----------------------------------------------------
+    Case(
+        "a nominee waits while its victim terminates, and preempts nobody else",
+        snap(
+            *TWO,
+            running("lo", on="n1", priority=1, deleting=True),
+            running("lo2", on="n2", priority=1),
+            pending("hi", priority=10, nominated="n1"),
+        ),
+        P(nominations=[nominate("hi", "n1", waiting_for=("lo",))]),
+    ),
+    Case(
+        "a nominee is bound once its node is free",
+        snap(*TWO, running("x", on="n2", priority=100), pending("hi", priority=10, nominated="n1")),
+        P(binds=[bind("hi", "n1")]),
+    ),
+    Case(
+        "a nominated node is reserved against pods of equal priority, even older ones",
+        snap(node("n1"), pending("old", priority=10, t=0), pending("nom", priority=10, t=5, nominated="n1")),
+        P(
+            binds=[bind("nom", "n1")],
+            unschedulable=[unsched("old", avail(1, "1 node(s) are reserved for nominated pods"))],
+        ),
+    ),
+    Case(
+        "a unit of strictly higher priority takes over a reservation",
+        snap(node("n1"), pending("top", priority=20, t=9), pending("nom", priority=10, nominated="n1")),
+        P(binds=[bind("top", "n1")], unschedulable=[unsched("nom", avail(1, f"1 node(s) {HIGHER}"))]),
+    ),
+    Case(
+        "a nominee whose victim is still there (eviction refused) preempts it again",
+        snap(node("n1"), running("lo", on="n1", priority=1), pending("hi", priority=10, nominated="n1")),
+        P(nominations=[nominate("hi", "n1", waiting_for=("lo",))], evictions=[evict("lo", "n1", by="hi")]),
+    ),
+    Case(
+        "a nominee whose node became NotReady goes elsewhere",
+        snap(node("n1", ready=False), node("n2"), pending("hi", priority=10, nominated="n1")),
+        P(binds=[bind("hi", "n2")]),
+    ),
+    Case(
+        "of two pods nominated to one node, the one ahead in the pass holds it",
+        snap(
+            node("n1"),
+            running("lo", on="n1", priority=1, deleting=True),
+            pending("a", priority=10, nominated="n1"),
+            pending("b", priority=20, nominated="n1", t=1),
+        ),
+        P(
+            nominations=[nominate("b", "n1", waiting_for=("lo",))],
+            unschedulable=[unsched("a", avail(1, "1 node(s) are reserved for nominated pods"))],
+        ),
+    ),
+    Case(
+        "a nomination of a pod that is bound already is ignored",
+        snap(node("n1"), node("n2"), running("b", on="n2"), pending("a", t=1)),
+        P(binds=[bind("a", "n1")]),
+    ),
+    Case(
+        "a gang is bound together: a free node is reserved while another waits for its victim",
+        snap(
+            *TWO,
+            running("lo", on="n2", priority=1),
+            pending("g-1", priority=10, gang="g", min_available=2),
+            pending("g-2", priority=10, gang="g", min_available=2),
+        ),
+        P(
+            nominations=[nominate("g-1", "n1"), nominate("g-2", "n2", waiting_for=("lo",))],
+            evictions=[evict("lo", "n2", by="g-2")],
+        ),
+    ),
+    Case(
+        "a nominated gang stays nominated while one victim is still terminating",
+        snap(
+            *TWO,
+            running("lo", on="n2", priority=1, deleting=True),
+            pending("g-1", priority=10, gang="g", min_available=2, nominated="n1"),
+            pending("g-2", priority=10, gang="g", min_available=2, nominated="n2"),
+        ),
+        P(nominations=[nominate("g-1", "n1"), nominate("g-2", "n2", waiting_for=("lo",))]),
+    ),
+    Case(
+        "a nominated gang is bound in the pass in which all its nodes are free",
+        snap(
+            *TWO,
+            pending("g-1", priority=10, gang="g", min_available=2, nominated="n1"),
+            pending("g-2", priority=10, gang="g", min_available=2, nominated="n2"),
+        ),
+        P(binds=[bind("g-1", "n1"), bind("g-2", "n2")]),
+    ),
+    Case(
+        "a reserved node is not used by a lower unit even when its nominee cannot come yet",
+        snap(
+            *TWO,
+            node("n3"),
+            running("v", on="n2", priority=1, deleting=True),
+            running("big", on="n3", priority=100),
+            pending("g-1", priority=10, gang="g", min_available=3, nominated="n1"),
+            pending("g-2", priority=10, gang="g", min_available=3, nominated="n2"),
+            pending("g-3", priority=10, gang="g", min_available=3),
+            pending("small", priority=1),
+        ),
+        P(
+            nominations=[nominate("g-1", "n1"), nominate("g-2", "n2", waiting_for=("v",))],
+            unschedulable=[
+                unsched(
+                    "g-3",
+                    f"gang default/g needs 3 nodes, 2 can be had: 1 node(s) {HIGHER}.",
+                ),
+                unsched(
+                    "small", avail(3, "2 node(s) are reserved for nominated pods", f"1 node(s) {HIGHER}")
+                ),
+            ],
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_planner_case(case: Case) -> None:
+    assert plan(case.snapshot, settings=case.settings) == case.expected
+
+
+def test_case_names_are_unique() -> None:
+    assert len({c.name for c in CASES}) == len(CASES)
