@@ -1,0 +1,248 @@
+"""The boundary: API objects (JSON dicts as the server sends them) to model dataclasses, and back.
+
+Every field of an API object may be missing or of the wrong type, whatever the generated
+client's hints say; a value that is not what it should be counts as missing. Only the fields
+a scheduler needs are kept (no managedFields, no containers), so the cache stays slim. A
+*required* field missing (a name, a namespace) raises `ConvertError` naming the object.
+
+Request bodies are built here too, as plain dicts; this module reads no clock (timestamps are
+passed in) and does no I/O.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from custom_scheduler.model import GROUP_NAME, MIN_AVAILABLE, Node, Pod, PriorityClass, Snapshot
+
+_KEPT_ANNOTATIONS = (GROUP_NAME, MIN_AVAILABLE)
+_EMPTY: dict[str, Any] = {}
+_timestamps: dict[str, float] = {}
+
+
+class ConvertError(ValueError):
+    """An API object without a field it must have."""
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else _EMPTY
+
+
+def _str(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _required(meta: dict[str, Any], field: str, kind: str, where: str) -> str:
+    value = meta.get(field)
+    if not isinstance(value, str) or not value:
+        raise ConvertError(f"{kind} {where}has no metadata.{field}")
+    return value
+
+
+def parse_timestamp(value: object) -> float:
+    """RFC 3339 (`2025-06-01T13:00:00Z`, fractions and offsets too) to epoch seconds; 0.0 if unreadable."""
+    if not isinstance(value, str) or not value:
+        return 0.0
+    cached = _timestamps.get(value)
+    if cached is not None:
+        return cached
+    try:
+        seconds = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        seconds = 0.0
+    if len(_timestamps) < 100_000:  # pods created in the same second share a string
+        _timestamps[value] = seconds
+    return seconds
+
+
+def node_from_api(obj: dict[str, Any], where: str = "") -> Node:
+    """A Node: name, labels, Ready condition, spec.unschedulable."""
+    if not isinstance(obj, dict):
+        raise ConvertError(f"Node {where}is not an object")
+    meta = _dict(obj.get("metadata"))
+    name = _required(meta, "name", "Node", where)
+    labels = {k: v for k, v in _dict(meta.get("labels")).items() if isinstance(v, str)}
+    ready = False
+    conditions = _dict(obj.get("status")).get("conditions")
+    if isinstance(conditions, list):
+        for c in conditions:
+            if isinstance(c, dict) and c.get("type") == "Ready":
+                ready = c.get("status") == "True"
+    return Node(
+        name, labels=labels, ready=ready, unschedulable=_dict(obj.get("spec")).get("unschedulable") is True
+    )
+
+
+def pod_from_api(obj: dict[str, Any], where: str = "") -> Pod:
+    """A Pod, reduced to what scheduling needs."""
+    if not isinstance(obj, dict):
+        raise ConvertError(f"Pod {where}is not an object")
+    meta = _dict(obj.get("metadata"))
+    name = _required(meta, "name", "Pod", where)
+    namespace = _required(meta, "namespace", "Pod", where or f"{name!r} ")
+    spec = _dict(obj.get("spec"))
+    status = _dict(obj.get("status"))
+    annotations = _dict(meta.get("annotations"))
+    kept = {k: annotations[k] for k in _KEPT_ANNOTATIONS if isinstance(annotations.get(k), str)}
+    priority = spec.get("priority")
+    reason = message = ""
+    conditions = status.get("conditions")
+    if isinstance(conditions, list):
+        for c in conditions:
+            if isinstance(c, dict) and c.get("type") == "PodScheduled" and c.get("status") == "False":
+                reason, message = _str(c.get("reason")), _str(c.get("message"))
+    policy = spec.get("preemptionPolicy")
+    return Pod(
+        namespace=namespace,
+        name=name,
+        uid=_str(meta.get("uid")),
+        scheduler_name=_str(spec.get("schedulerName")) or "default-scheduler",
+        phase=_str(status.get("phase")) or "Pending",
+        node_name=_str(spec.get("nodeName")),
+        deleting=bool(meta.get("deletionTimestamp")),
+        creation=parse_timestamp(meta.get("creationTimestamp")),
+        priority=priority if isinstance(priority, int) and not isinstance(priority, bool) else None,
+        priority_class=_str(spec.get("priorityClassName")),
+        preemption_policy=policy if isinstance(policy, str) and policy else None,
+        nominated_node=_str(status.get("nominatedNodeName")),
+        annotations=kept,
+        scheduled_reason=reason,
+        scheduled_message=message,
+    )
+
+
+def priority_class_from_api(obj: dict[str, Any], where: str = "") -> PriorityClass:
+    """A PriorityClass: value (0 when missing), globalDefault, preemptionPolicy."""
+    if not isinstance(obj, dict):
+        raise ConvertError(f"PriorityClass {where}is not an object")
+    name = _required(_dict(obj.get("metadata")), "name", "PriorityClass", where)
+    value = obj.get("value")
+    policy = obj.get("preemptionPolicy")
+    return PriorityClass(
+        name,
+        value=value if isinstance(value, int) and not isinstance(value, bool) else 0,
+        global_default=obj.get("globalDefault") is True,
+        preemption_policy=policy if isinstance(policy, str) and policy else None,
+    )
+
+
+_CONVERTERS = {"Node": node_from_api, "Pod": pod_from_api, "PriorityClass": priority_class_from_api}
+
+
+def snapshot_from_list(obj: object) -> Snapshot:
+    """What `kubectl get nodes,pods,priorityclasses -A -o json` prints (a List) to a Snapshot.
+
+    Items of other kinds are ignored. A typed list (`PodList`) may leave out its items' kind.
+    """
+    if not isinstance(obj, dict):
+        raise ConvertError(f"expected a List object, got {type(obj).__name__}")
+    list_kind = _str(obj.get("kind"))
+    if list_kind != "List" and not (list_kind.endswith("List") and list_kind[:-4] in _CONVERTERS):
+        raise ConvertError(f"expected kind List, got {list_kind or 'no kind'}")
+    items = obj.get("items")
+    if items is None:
+        items = []
+    if not isinstance(items, list):
+        raise ConvertError("items is not a list")
+    nodes, pods, classes = [], [], []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ConvertError(f"item {i} is not an object")
+        kind = _str(item.get("kind")) or (list_kind[:-4] if list_kind != "List" else "")
+        if not kind:
+            raise ConvertError(f"item {i} has no kind")
+        where = f"item {i} "
+        if kind == "Node":
+            nodes.append(node_from_api(item, where))
+        elif kind == "Pod":
+            pods.append(pod_from_api(item, where))
+        elif kind == "PriorityClass":
+            classes.append(priority_class_from_api(item, where))
+    return Snapshot(tuple(nodes), tuple(pods), tuple(classes))
+
+
+# ---------------------------------------------------------------------------------------------
+# Request bodies
+
+
+def binding_body(namespace: str, name: str, node: str) -> dict[str, Any]:
+    """A v1 Binding of a pod to a node, for POST pods/binding."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": name, "namespace": namespace},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+    }
+
+
+def eviction_body(namespace: str, name: str, grace_period_seconds: int | None = None) -> dict[str, Any]:
+    """A policy/v1 Eviction; without a grace period the pod's own applies."""
+    body: dict[str, Any] = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": name, "namespace": namespace},
+    }
+    if grace_period_seconds is not None:
+        body["deleteOptions"] = {"gracePeriodSeconds": grace_period_seconds}
+    return body
+
+
+def event_body(
+    *,
+    namespace: str,
+    pod_name: str,
+    pod_uid: str,
+    type_: str,
+    reason: str,
+    message: str,
+    timestamp: str,
+    instance: str,
+    component: str = "custom-scheduler",
+) -> dict[str, Any]:
+    """A core/v1 Event about a pod, as `kubectl describe pod` shows them."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        # The server appends a random suffix: names stay unique without a clock here.
+        "metadata": {"generateName": f"{pod_name[:200]}.", "namespace": namespace},
+        "involvedObject": {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "namespace": namespace,
+            "name": pod_name,
+            "uid": pod_uid,
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": component},
+        "reportingComponent": component,
+        "reportingInstance": instance,
+        "firstTimestamp": timestamp,
+        "lastTimestamp": timestamp,
+        "count": 1,
+    }
+
+
+def pod_condition_patch(type_: str, status: str, reason: str, message: str, now: str) -> dict[str, Any]:
+    """A strategic-merge patch of pods/status setting one condition (conditions merge by type)."""
+    return {
+        "status": {
+            "conditions": [
+                {
+                    "type": type_,
+                    "status": status,
+                    "reason": reason,
+                    "message": message,
+                    "lastTransitionTime": now,
+                    "lastProbeTime": None,
+                }
+            ]
+        }
+    }
+
+
+def nomination_patch(node: str | None) -> dict[str, Any]:
+    """A patch of pods/status setting (or, with None, clearing) status.nominatedNodeName."""
+    return {"status": {"nominatedNodeName": node}}

@@ -1,0 +1,135 @@
+"""Informers: keep the cache equal to the cluster, and say when something worth a pass changed.
+
+One loop per kind: list, then watch from the list's resourceVersion for a bounded time, resume
+from the last resourceVersion (bookmarks keep it fresh), relist on 410 Gone, and relist with
+backoff after a broken stream or a failed request. A request the server rejects for a reason
+other than load (403 Forbidden, say) is not retried: it ends the process with a clear message.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import aiohttp
+import anyio
+import structlog
+
+from custom_scheduler.cache import Store
+from custom_scheduler.convert import ConvertError
+from custom_scheduler.kube import ApiError, Expired, Kind, Kube
+
+T = TypeVar("T")
+log = structlog.get_logger(component="informers")
+
+_RETRYABLE = (aiohttp.ClientError, TimeoutError, ConnectionError)
+
+
+def retryable(error: BaseException) -> bool:
+    """Whether a failed list or watch should be tried again rather than end the process."""
+    if isinstance(error, ApiError):
+        return error.status >= 500 or error.status == 429
+    return isinstance(error, _RETRYABLE)
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait after `failures` failures in a row: 0.2 s doubling up to 10 s."""
+    return float(min(0.2 * 2 ** max(failures - 1, 0), 10.0))
+
+
+@dataclass
+class Informer(Generic[T]):
+    """Feeds one kind's store from list and watch; calls `on_change` after relevant changes."""
+
+    kube: Kube
+    kind: Kind
+    store: Store[T]
+    convert: Callable[[dict[str, Any]], T]
+    on_change: Callable[[], None]
+    watch_seconds: int = 300
+
+    def __post_init__(self) -> None:
+        self.synced = anyio.Event()
+        self.events = 0
+        self.relists = 0
+
+    def _convert_all(self, items: list[dict[str, Any]]) -> list[T]:
+        out = []
+        for obj in items:
+            item = self._convert(obj)
+            if item is not None:
+                out.append(item)
+        return out
+
+    def _convert(self, obj: dict[str, Any]) -> T | None:
+        try:
+            return self.convert(obj)
+        except ConvertError as error:
+            # The API server never sends such objects; if it does, skip the one, keep the rest.
+            log.warning("object_skipped", kind=self.kind.name, error=str(error))
+            return None
+
+    async def _relist(self) -> str:
+        started = time.perf_counter()
+        items, resource_version = await self.kube.list(self.kind)
+        changed = self.store.replace(self._convert_all(items))
+        self.relists += 1
+        log.info(
+            "informer_listed",
+            kind=self.kind.name,
+            items=len(self.store),
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        if changed or not self.synced.is_set():
+            self.on_change()
+        self.synced.set()
+        return resource_version
+
+    async def _watch(self, resource_version: str) -> str:
+        """Apply events until the server ends the watch; return the last resourceVersion."""
+        async for kind_of_event, obj in self.kube.watch(
+            self.kind, resource_version, seconds=self.watch_seconds
+        ):
+            version = (obj.get("metadata") or {}).get("resourceVersion")
+            if version:
+                resource_version = str(version)
+            if kind_of_event == "BOOKMARK":
+                continue
+            item = self._convert(obj)
+            if item is None:
+                continue
+            self.events += 1
+            relevant = self.store.delete(item) if kind_of_event == "DELETED" else self.store.put(item)
+            if relevant:
+                self.on_change()
+        return resource_version
+
+    async def run(self) -> None:
+        """Forever: list, watch, resume or relist."""
+        failures = 0
+        resource_version = ""
+        while True:
+            try:
+                if not resource_version:
+                    resource_version = await self._relist()
+                resource_version = await self._watch(resource_version)
+                failures = 0
+            except Expired:
+                log.info("watch_expired", kind=self.kind.name)
+                resource_version = ""
+            except Exception as error:
+                if not retryable(error):
+                    raise
+                failures += 1
+                delay = backoff(failures)
+                log.warning(
+                    "watch_restarted",
+                    kind=self.kind.name,
+                    error=f"{type(error).__name__}: {error}",
+                    failures=failures,
+                    retry_in_s=delay,
+                )
+                resource_version = ""
+                await anyio.sleep(delay)

@@ -1,0 +1,112 @@
+"""`custom-scheduler run` and live `plan`: the async shell wired together in one task group.
+
+Informers fill the cache and kick the trigger; the reconciler plans and applies; SIGTERM or
+SIGINT cancels the group, so the process exits cleanly between writes. Any unexpected error
+ends the group too, and the process with it (Kubernetes restarts it with a fresh cache).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+import anyio
+import structlog
+
+from custom_scheduler import convert
+from custom_scheduler.cache import Cache
+from custom_scheduler.cadence import Trigger, run_passes
+from custom_scheduler.informers import Informer
+from custom_scheduler.kube import Kube, connect, kinds
+from custom_scheduler.model import Plan, Snapshot
+from custom_scheduler.planner import plan
+from custom_scheduler.reconciler import Reconciler
+from custom_scheduler.settings import Settings
+
+log = structlog.get_logger(component="service")
+
+
+def informers(kube: Kube, cache: Cache, settings: Settings, trigger: Trigger) -> list[Informer[Any]]:
+    """The three informers of the scheduler, feeding `cache` and kicking `trigger`."""
+    nodes, pods, classes = kinds(scheduler_name=settings.scheduler_name, namespace=settings.namespace)
+    return [
+        Informer(kube, nodes, cache.nodes, convert.node_from_api, trigger.kick),
+        Informer(kube, pods, cache.pods, convert.pod_from_api, trigger.kick),
+        Informer(kube, classes, cache.classes, convert.priority_class_from_api, trigger.kick),
+    ]
+
+
+async def _wait_for_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("shutdown_requested", signal=signal.Signals(signum).name)
+            scope.cancel()
+            return
+
+
+async def run_scheduler(kube: Kube, settings: Settings, *, handle_signals: bool = True) -> None:
+    """Run informers and the reconcile loop until cancelled (or a signal, when asked to handle them)."""
+    cache = Cache()
+    trigger = Trigger()
+    feeds = informers(kube, cache, settings, trigger)
+    reconciler = Reconciler(kube, cache, settings)
+
+    async def synced() -> None:
+        started = time.perf_counter()
+        for informer in feeds:
+            await informer.synced.wait()
+        log.info(
+            "informers_synced",
+            nodes=len(cache.nodes),
+            pods=len(cache.pods),
+            priority_classes=len(cache.classes),
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+
+    log.info(
+        "scheduler_started",
+        scheduler_name=settings.scheduler_name,
+        namespace=settings.namespace or "(all)",
+        node_selector=settings.node_selector.text or "(none)",
+        interval_s=settings.interval,
+        dry_run=settings.dry_run,
+    )
+    async with anyio.create_task_group() as tg:
+        if handle_signals:
+            tg.start_soon(_wait_for_signal, tg.cancel_scope)
+        for informer in feeds:
+            tg.start_soon(informer.run)
+        tg.start_soon(
+            lambda: run_passes(
+                reconciler.run_pass,
+                trigger,
+                interval=settings.interval,
+                debounce=settings.debounce,
+                synced=synced,
+            )
+        )
+    log.info("scheduler_stopped", passes=reconciler.passes)
+
+
+async def run(settings: Settings) -> None:
+    """`custom-scheduler run`: connect with the settings' kubeconfig and schedule until stopped."""
+    async with connect(
+        settings.kubeconfig, settings.context, connections=settings.max_concurrency + 8
+    ) as kube:
+        await run_scheduler(kube, settings)
+
+
+async def live_snapshot(kube: Kube, settings: Settings) -> Snapshot:
+    """One list of each kind, converted: what a pass would see (read-only)."""
+    cache = Cache()
+    for informer in informers(kube, cache, settings, Trigger()):
+        items, _ = await kube.list(informer.kind)
+        informer.store.replace([informer.convert(obj) for obj in items])
+    return cache.snapshot(now=0.0)
+
+
+async def live_plan(settings: Settings) -> Plan:
+    """`custom-scheduler plan` on a live cluster: what one pass would do; nothing is written."""
+    async with connect(settings.kubeconfig, settings.context) as kube:
+        return plan(await live_snapshot(kube, settings), settings=settings)
