@@ -1,0 +1,136 @@
+"""The informer loop on a scripted API: resume after a watch ends, relist on 410, back off on errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import anyio
+import pytest
+
+from custom_scheduler import convert
+from custom_scheduler.cache import Cache
+from custom_scheduler.informers import Informer, backoff, retryable
+from custom_scheduler.kube import ApiError, Expired, Kind
+
+fake_time = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.looptime]
+
+NODES = Kind("nodes", "/api/v1/nodes")
+
+
+def node(name: str, rv: str, ready: bool = True) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "resourceVersion": rv},
+        "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+    }
+
+
+class ScriptedKube:
+    """Answers lists and watches from a script; records what was asked."""
+
+    def __init__(self, lists: list[Any], watches: list[Any]) -> None:
+        self.lists, self.watches = lists, watches
+        self.calls: list[tuple[str, str]] = []
+        self.target = 0
+        self.reached = anyio.Event()
+
+    def _called(self, what: str, rv: str) -> None:
+        self.calls.append((what, rv))
+        if len(self.calls) >= self.target:
+            self.reached.set()
+
+    async def list(self, kind: Kind) -> tuple[list[dict[str, Any]], str]:
+        self._called("list", "")
+        answer = self.lists.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        items, rv = answer
+        return items, rv
+
+    async def watch(self, kind: Kind, rv: str, *, seconds: int) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        self._called("watch", rv)
+        if not self.watches:
+            await anyio.sleep_forever()
+        for event in self.watches.pop(0):
+            if isinstance(event, BaseException):
+                raise event
+            yield event
+
+
+async def run_until(informer: Informer[Any], kube: ScriptedKube, calls: int) -> None:
+    kube.target = calls
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(informer.run)
+            await kube.reached.wait()
+            tg.cancel_scope.cancel()
+
+
+def make(kube: ScriptedKube, cache: Cache, kicks: list[int]) -> Informer[Any]:
+    return Informer(kube, NODES, cache.nodes, convert.node_from_api, lambda: kicks.append(1))  # type: ignore[arg-type]
+
+
+@fake_time[0]
+@fake_time[1]
+async def test_list_then_watch_from_its_version_then_resume_from_the_last_event() -> None:
+    cache, kicks = Cache(), list[int]()
+    kube = ScriptedKube(
+        lists=[([node("n1", "5")], "10")],
+        watches=[
+            [("ADDED", node("n2", "11")), ("BOOKMARK", {"metadata": {"resourceVersion": "15"}})],
+            [("MODIFIED", node("n2", "16", ready=False)), ("DELETED", node("n1", "17"))],
+        ],
+    )
+    informer = make(kube, cache, kicks)
+    await run_until(informer, kube, calls=4)
+    assert kube.calls == [("list", ""), ("watch", "10"), ("watch", "15"), ("watch", "17")]
+    assert set(cache.nodes.items) == {"n2"}
+    assert cache.nodes.items["n2"].ready is False
+    assert informer.synced.is_set()
+    assert len(kicks) == 4  # synced, n2 added, n2 not ready, n1 deleted
+
+
+@fake_time[0]
+@fake_time[1]
+async def test_expired_watch_relists() -> None:
+    cache, kicks = Cache(), list[int]()
+    kube = ScriptedKube(
+        lists=[([node("n1", "5")], "10"), ([node("n3", "30")], "30")],
+        watches=[[Expired("nodes")]],
+    )
+    await run_until(make(kube, cache, kicks), kube, calls=4)
+    assert kube.calls == [("list", ""), ("watch", "10"), ("list", ""), ("watch", "30")]
+    assert set(cache.nodes.items) == {"n3"}  # the relist is the truth: n1 is gone
+
+
+@fake_time[0]
+@fake_time[1]
+async def test_broken_stream_relists_after_a_backoff() -> None:
+    cache, kicks = Cache(), list[int]()
+    kube = ScriptedKube(
+        lists=[([], "1"), aiohttp.ClientConnectionError("refused"), ([node("n1", "3")], "3")],
+        watches=[[aiohttp.ServerDisconnectedError()]],
+    )
+    started = anyio.current_time()
+    await run_until(make(kube, cache, kicks), kube, calls=5)
+    assert [c[0] for c in kube.calls] == ["list", "watch", "list", "list", "watch"]
+    assert set(cache.nodes.items) == {"n1"}
+    assert anyio.current_time() - started >= backoff(1) + backoff(2) - 1e-9
+
+
+@fake_time[0]
+@fake_time[1]
+async def test_forbidden_is_not_retried() -> None:
+    kube = ScriptedKube(lists=[ApiError("GET", "/api/v1/nodes", 403, "forbidden")], watches=[])
+    with pytest.raises(ApiError):
+        await make(kube, Cache(), []).run()
+
+
+def test_which_errors_are_retried() -> None:
+    assert retryable(ApiError("GET", "/x", 503, ""))
+    assert retryable(ApiError("GET", "/x", 429, ""))
+    assert not retryable(ApiError("GET", "/x", 403, ""))
+    assert retryable(TimeoutError())
+    assert not retryable(KeyError("bug"))
+    assert [backoff(n) for n in (1, 2, 3, 10)] == [0.2, 0.4, 0.8, 10.0]
