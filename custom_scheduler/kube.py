@@ -25,6 +25,8 @@ from kubernetes_asyncio import client, config
 REQUEST_TIMEOUT = (10.0, 60.0)
 LIST_PAGE = 2000
 
+Query = list[tuple[str, str]]
+
 
 class Outcome(enum.Enum):
     """How a write ended, when it ended in a way the scheduler expects."""
@@ -44,6 +46,10 @@ class ApiError(Exception):
     def __init__(self, method: str, path: str, status: int, body: str) -> None:
         self.method, self.path, self.status, self.body = method, path, status, body
         super().__init__(f"{method} {path} answered {status}: {body[:300]}")
+
+
+class KubeconfigError(Exception):
+    """No usable cluster configuration: the message says which file or setting and why."""
 
 
 class Expired(Exception):
@@ -76,8 +82,12 @@ def _pod_path(namespace: str, name: str, sub: str = "") -> str:
 
 def kubeconfig_path(explicit: str | None) -> str:
     """--kubeconfig, else the first file of $KUBECONFIG, else ~/.kube/config."""
-    path = explicit or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-    return path.split(os.pathsep)[0]
+    path = (explicit or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")).split(
+        os.pathsep
+    )[0]
+    if not os.path.exists(path):
+        raise KubeconfigError(f"kubeconfig {path} does not exist (use --kubeconfig or $KUBECONFIG)")
+    return path
 
 
 async def load_client(
@@ -87,15 +97,18 @@ async def load_client(
     configuration = client.Configuration()
     # Watches hold three connections for good; writes are bounded by --max-concurrency.
     configuration.connection_pool_maxsize = connections
-    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    else:
-        await config.load_kube_config(
-            config_file=kubeconfig_path(kubeconfig),
-            context=context,
-            client_configuration=configuration,
-            persist_config=False,
-        )
+    try:
+        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            await config.load_kube_config(
+                config_file=kubeconfig_path(kubeconfig),
+                context=context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+    except config.ConfigException as error:
+        raise KubeconfigError(f"cannot use the cluster configuration: {error}") from None
     return client.ApiClient(configuration)
 
 
@@ -122,7 +135,7 @@ class Kube:
         method: str,
         path: str,
         *,
-        query: list[tuple[str, str]] | None = None,
+        query: Query | None = None,
         body: object = None,
         content_type: str = "application/json",
         request_timeout: Any = REQUEST_TIMEOUT,
@@ -230,9 +243,20 @@ class Kube:
         """POST a core/v1 Event."""
         return await self._write("POST", f"/api/v1/namespaces/{quote(namespace)}/events", body)
 
-    async def get(self, path: str) -> Any:
-        """GET any path as JSON (used by `plan` on a live cluster and by tests)."""
-        return await self._json("GET", path)
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        *,
+        query: Query | None = None,
+        content_type: str = "application/json",
+    ) -> tuple[int, Any]:
+        """Any request: (status, parsed JSON body or None). For tools and tests; never raises on status."""
+        response = await self._request(method, path, query=query, body=body, content_type=content_type)
+        async with response:
+            data = await response.read()
+        return response.status, orjson.loads(data) if data else None
 
 
 def _event(kind: Kind, event: dict[str, Any]) -> tuple[str, dict[str, Any]]:

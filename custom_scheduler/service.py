@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -21,7 +22,7 @@ from custom_scheduler.informers import Informer
 from custom_scheduler.kube import Kube, connect, kinds
 from custom_scheduler.model import Plan, Snapshot
 from custom_scheduler.planner import plan
-from custom_scheduler.reconciler import Reconciler
+from custom_scheduler.reconciler import PassStats, Reconciler
 from custom_scheduler.settings import Settings
 
 log = structlog.get_logger(component="service")
@@ -45,12 +46,18 @@ async def _wait_for_signal(scope: anyio.CancelScope) -> None:
             return
 
 
-async def run_scheduler(kube: Kube, settings: Settings, *, handle_signals: bool = True) -> None:
+async def run_scheduler(
+    kube: Kube,
+    settings: Settings,
+    *,
+    handle_signals: bool = True,
+    on_pass: Callable[[PassStats, Plan], None] | None = None,
+) -> None:
     """Run informers and the reconcile loop until cancelled (or a signal, when asked to handle them)."""
     cache = Cache()
     trigger = Trigger()
     feeds = informers(kube, cache, settings, trigger)
-    reconciler = Reconciler(kube, cache, settings)
+    reconciler = Reconciler(kube, cache, settings, on_pass=on_pass)
 
     async def synced() -> None:
         started = time.perf_counter()

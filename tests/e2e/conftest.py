@@ -1,0 +1,88 @@
+"""Fixtures of the end-to-end tests: one real control plane per session, a namespace and nodes per test.
+
+Without the built control plane the tests are skipped with one line that says how to get them,
+except under CI=true, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+import pytest_asyncio
+
+from custom_scheduler.controlplane import ControlPlane, ControlPlaneError, missing_binaries
+from custom_scheduler.kube import connect
+from tests.e2e.cluster import Cluster, unique
+
+CI = os.environ.get("CI") == "true"
+TEST_LABEL = "custom-scheduler.dev/test"
+
+NodeFactory = Callable[[int], Awaitable[tuple[list[str], tuple[str, str]]]]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e is an e2e test."""
+    for item in items:
+        if "tests/e2e/" in str(item.path):
+            item.add_marker(pytest.mark.e2e)
+
+
+def _unavailable(reason: str) -> None:
+    if CI:
+        pytest.fail(f"CI=true needs the local control plane: {reason}", pytrace=False)
+    pytest.skip(f"end-to-end tests need the local control plane: {reason}")
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    """etcd, kube-apiserver, kube-controller-manager and KWOK, for the whole session."""
+    missing = missing_binaries()
+    if missing:
+        _unavailable(f"{', '.join(missing)} not built; run `make controlplane` (once; it is cached)")
+    plane = ControlPlane()
+    try:
+        plane.start()
+    except ControlPlaneError as error:
+        _unavailable(str(error))
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def cluster(control_plane: ControlPlane) -> AsyncIterator[Cluster]:
+    """The admin's view of the control plane."""
+    async with connect(str(control_plane.kubeconfig), None) as kube:
+        yield Cluster(kube)
+
+
+@pytest_asyncio.fixture
+async def namespace(cluster: Cluster) -> AsyncIterator[str]:
+    """A namespace of this test's own, deleted after it."""
+    name = unique("t")
+    await cluster.create(
+        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
+    yield name
+    await cluster.delete(f"/api/v1/namespaces/{name}")
+
+
+@pytest_asyncio.fixture
+async def nodes(cluster: Cluster) -> AsyncIterator[NodeFactory]:
+    """Make N Ready KWOK nodes with a label unique to this test: `names, (key, value) = await nodes(2)`."""
+    made: list[str] = []
+    label = (TEST_LABEL, unique("n"))
+
+    async def make(count: int) -> tuple[list[str], tuple[str, str]]:
+        names = await cluster.create_nodes(
+            count, labels={label[0]: label[1]}, prefix=f"{label[1]}-{len(made)}"
+        )
+        made.extend(names)
+        return names, label
+
+    yield make
+    for name in made:
+        await cluster.delete(f"/api/v1/nodes/{name}")

@@ -1,0 +1,141 @@
+"""The harness is real: KWOK makes nodes Ready, binds and Jobs and evictions work, RBAC says no."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from custom_scheduler import convert
+from custom_scheduler.controlplane import ControlPlane
+from custom_scheduler.kube import Kube, Outcome, connect
+from tests.e2e.cluster import Cluster, node_of, phase
+from tests.e2e.conftest import NodeFactory
+
+
+async def test_a_created_node_becomes_ready(nodes: NodeFactory, cluster: Cluster) -> None:
+    (name,), _ = await nodes(1)
+    assert await cluster.node_ready(name)
+
+
+async def test_a_pod_bound_through_pods_binding_becomes_running(
+    nodes: NodeFactory, cluster: Cluster, namespace: str
+) -> None:
+    (node,), _ = await nodes(1)
+    await cluster.create_pod(namespace, "p")
+    outcome = await cluster.kube.bind(namespace, "p", node, convert.binding_body(namespace, "p", node))
+    assert outcome is Outcome.OK
+    pod = await cluster.wait_for(lambda: _running(cluster, namespace, "p"), what="the bound pod to run")
+    assert node_of(pod) == node
+    # A second bind of a bound pod is a conflict, an expected outcome.
+    assert (
+        await cluster.kube.bind(namespace, "p", node, convert.binding_body(namespace, "p", node))
+        is Outcome.CONFLICT
+    )
+
+
+async def _running(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    pod = await cluster.pod(namespace, name)
+    return pod if phase(pod) == "Running" else None
+
+
+async def test_a_job_creates_its_pods(cluster: Cluster, namespace: str) -> None:
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "j"},
+        "spec": {
+            "parallelism": 2,
+            "completions": 2,
+            "template": {
+                "spec": {
+                    "schedulerName": "custom-scheduler",
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}],
+                }
+            },
+        },
+    }
+    await cluster.create_object(job, namespace)
+
+    async def two_pods() -> bool:
+        return len(await cluster.pods(namespace)) == 2
+
+    await cluster.wait_for(two_pods, what="the Job's two pods")
+
+
+async def test_eviction_removes_a_pod_and_a_budget_can_refuse_it(
+    nodes: NodeFactory, cluster: Cluster, namespace: str
+) -> None:
+    names, _ = await nodes(2)
+    for i, node in enumerate(names):
+        await cluster.create_pod(namespace, f"v{i}", node=node, grace=0)
+    await cluster.wait_for(lambda: _running(cluster, namespace, "v0"), what="v0 running")
+    await cluster.wait_for(lambda: _running(cluster, namespace, "v1"), what="v1 running")
+    assert await cluster.kube.evict(namespace, "v0", convert.eviction_body(namespace, "v0")) is Outcome.OK
+
+    async def gone() -> bool:
+        return await cluster.pod(namespace, "v0") is None
+
+    await cluster.wait_for(gone, what="the evicted pod to go")
+
+    # A budget that allows no disruption: the Eviction API answers 429.
+    await cluster.request(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/pods/v1",
+        {"metadata": {"labels": {"app": "guarded"}}},
+        content_type="application/merge-patch+json",
+    )
+    pdb = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "guard"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}},
+    }
+    await cluster.create_object(pdb, namespace)
+
+    async def budget_observed() -> bool:
+        got = await cluster.get(f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets/guard")
+        status = (got or {}).get("status") or {}
+        return status.get("observedGeneration") == 1 and status.get("currentHealthy") == 1
+
+    await cluster.wait_for(budget_observed, what="the disruption controller to observe the budget")
+    assert (
+        await cluster.kube.evict(namespace, "v1", convert.eviction_body(namespace, "v1")) is Outcome.TOO_MANY
+    )
+    assert await cluster.pod(namespace, "v1") is not None
+
+
+async def test_a_service_account_without_rights_is_forbidden(
+    control_plane: ControlPlane, cluster: Cluster, namespace: str
+) -> None:
+    await cluster.create_object(
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "nobody"}}, namespace
+    )
+    token = await cluster.create(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/nobody/token",
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 600},
+        },
+    )
+    kubeconfig = control_plane.workdir / f"{namespace}-nobody.kubeconfig"  # type: ignore[operator]
+    ca = base64.b64encode((control_plane.pki / "ca.crt").read_bytes()).decode()
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": control_plane.url, "certificate-authority-data": ca}}
+                ],
+                "users": [{"name": "u", "user": {"token": token["status"]["token"]}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    async with connect(str(kubeconfig), None) as kube:
+        status, body = await Kube.call(kube, "GET", "/api/v1/pods")
+    assert status == 403, body
