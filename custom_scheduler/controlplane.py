@@ -112,7 +112,8 @@ def _make_certs(pki: Path) -> None:
     certs = {
         "server": ("/CN=kube-apiserver", "server.ext"),
         "admin": ("/O=system:masters/CN=admin", "client.ext"),
-        "controller-manager": ("/CN=system:kube-controller-manager", "client.ext"),
+        # The harness trusts its own controllers; RBAC still governs every identity under test.
+        "controller-manager": ("/O=system:masters/CN=system:kube-controller-manager", "client.ext"),
         "scheduler": ("/CN=system:kube-scheduler", "client.ext"),
         "kwok": ("/O=system:masters/CN=kwok", "client.ext"),
     }
@@ -176,15 +177,17 @@ class Process:
         return self.popen is not None and self.popen.poll() is None
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM its process group, then SIGKILL what is left."""
+        """SIGTERM its process group, wait for it, then SIGKILL whatever is left of the group."""
         if self.popen is None:
             return
-        _stop_group(self.popen.pid, timeout)
+        pid = self.popen.pid
+        _signal_group(pid, signal.SIGTERM)
         try:
             self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.popen.kill()
+            _signal_group(pid, signal.SIGKILL)
             self.popen.wait()
+        _signal_group(pid, signal.SIGKILL)  # any child it left behind
         self.popen = None
 
     def tail(self, lines: int = 15) -> str:
@@ -195,11 +198,16 @@ class Process:
             return ""
 
 
-def _stop_group(pid: int, timeout: float) -> None:
+def _signal_group(pid: int, signum: int) -> None:
     try:
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, signum)
     except ProcessLookupError:
         return
+
+
+def _stop_group(pid: int, timeout: float) -> None:
+    """Stop a process group that is not our child (started by `up` in another process)."""
+    _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -207,10 +215,7 @@ def _stop_group(pid: int, timeout: float) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.05)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
+    _signal_group(pid, signal.SIGKILL)
 
 
 @dataclass

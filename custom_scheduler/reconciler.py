@@ -197,6 +197,9 @@ class Reconciler:
             )
         if outcome is Outcome.OK:
             self.cache.assume_evicted(pod.uid, now=self.clock())
+            # The Eviction API overwrites the condition's reason with EvictionByEvictionAPI; say
+            # again that it was preemption, so the owner can tell why the pod went (404: gone).
+            await kube.patch_status(pod.namespace, pod.name, condition)
             log.info("pod_evicted", pod=e.pod, node=e.node, preemptor=e.preemptor)
             await self._event(pod, type_="Normal", reason="Preempted", message=e.message)
             return
