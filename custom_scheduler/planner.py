@@ -214,6 +214,7 @@ class _Ledger:
         self.terminating = {n for n in terminating if n not in reserved}
         self.taken: set[str] = set()
         self.nominated = 0  # taken nodes that hold a nomination rather than a bind
+        self.released_free = 0  # reservations of free nodes ended unused
         self.state: dict[str, int] = dict.fromkeys(free, _FREE)
         self.state.update(dict.fromkeys(terminating, _TERMINATING))
         for i, c in enumerate(candidates):
@@ -278,6 +279,7 @@ class _Ledger:
         state = self.state[node]
         if state == _FREE:
             heapq.heappush(self.free, node)
+            self.released_free += 1
         elif state == _TERMINATING:
             self.terminating.add(node)
         else:
@@ -292,6 +294,11 @@ class _Ledger:
 # The pass
 
 
+def _short_of_quorum(gang: _Gang) -> bool:
+    """Fewer members exist than its min-available: it waits (SPEC 4)."""
+    return len(gang.occupying) + len(gang.pending) < gang.min_pending
+
+
 def plan(snapshot: Snapshot, *, settings: Settings) -> Plan:
     """Decide one pass: binds, nominations, evictions and reasons for pods left pending."""
     return _Pass(snapshot, settings).run()
@@ -304,7 +311,7 @@ class _Pass:
         self.binds: list[Bind] = []
         self.nominations: list[Nominate] = []
         self.evictions: list[Evict] = []
-        self.unschedulable: list[Unschedulable] = []
+        self.unschedulable: dict[str, Unschedulable] = {}
         self._classify_nodes(snapshot.nodes, settings)
         self._classify_pods(snapshot.pods, settings)
 
@@ -353,7 +360,7 @@ class _Pass:
             group, min_available, error = gang_annotations(pod)
             if error is not None:
                 if not occupying:
-                    self.unschedulable.append(Unschedulable(key, error, invalid=True))
+                    self.unschedulable[key] = Unschedulable(key, error, invalid=True)
                 continue
             if group is None:
                 if not occupying:
@@ -416,6 +423,7 @@ class _Pass:
         return gang.priority if gang is not None else self.prio[pod.key]
 
     def _build_ledger(self) -> None:
+        """Eligible nodes by what they hold, and the reservations of nominees that can use them."""
         free, terminating, candidates = [], set(), []
         for node in sorted(self.eligible):
             pods = self.occupants.get(node)
@@ -439,6 +447,8 @@ class _Pass:
         holder: dict[str, str] = {}  # node -> pod key
         reserved: dict[str, int] = {}
         for unit in self.units:
+            if unit.gang is not None and _short_of_quorum(unit.gang):
+                continue  # it cannot be placed this pass: its nominations hold nothing
             for pod in unit.members:
                 node = pod.nominated_node
                 if node and node in self.eligible and node not in holder:
@@ -452,22 +462,29 @@ class _Pass:
 
     def run(self) -> Plan:
         self._build_ledger()
+        turned_away: list[_Unit] = []
         for unit in self.units:
             gang = unit.gang
-            if gang is not None and len(gang.occupying) + len(gang.pending) < gang.min_pending:
+            if gang is not None and _short_of_quorum(gang):
                 reason = (
                     f"gang {gang.label}: {len(gang.occupying) + len(gang.pending)} of "
                     f"{gang.min_pending} required members exist"
                 )
-                self._release(unit)
                 self._reject(unit.members, reason)
-                continue
-            self._place(unit)
+            elif not self._place(unit):
+                turned_away.append(unit)
+        # A reservation ended unused after units of equal priority were turned away from it:
+        # give them the freed nodes now (free nodes only), so that no node is left idle.
+        if self.ledger.released_free:
+            for unit in turned_away:
+                if not self.ledger.free:
+                    break
+                self._place(unit, backfill=True)
         return Plan(
             binds=tuple(sorted(self.binds, key=lambda b: b.pod)),
             nominations=tuple(sorted(self.nominations, key=lambda n: n.pod)),
             evictions=tuple(sorted(self.evictions, key=lambda e: e.pod)),
-            unschedulable=tuple(sorted(self.unschedulable, key=lambda u: u.pod)),
+            unschedulable=tuple(sorted(self.unschedulable.values(), key=lambda u: u.pod)),
         )
 
     def _usable(self, node: str, unit: _Unit) -> bool:
@@ -478,7 +495,11 @@ class _Pass:
         q = self.ledger.reserved.get(node)
         return q is None or unit.priority > q or self.holder[node] in unit.keys
 
-    def _place(self, unit: _Unit) -> None:
+    def _place(self, unit: _Unit, *, backfill: bool = False) -> bool:
+        """Place a unit: its own slots, free nodes, then preemption; False if it stays pending.
+
+        A `backfill` retry uses free nodes only and, if it fails, leaves things as they were.
+        """
         ledger = self.ledger
         slots: list[_Slot] = []
         rest: list[Pod] = []
@@ -502,13 +523,21 @@ class _Pass:
         freed: list[str] = []
         if len(free) < required:
             short = required - len(free)
-            could = ledger.lower_count(unit.priority) + len(ledger.reserved)
-            if unit.can_preempt and not waiting and could >= short:
-                freed, victims = self._find_victims(unit, short)
-                could = len(freed)
+            could = 0
+            if unit.can_preempt and not waiting and not backfill:
+                could = ledger.lower_count(unit.priority)
+                # A cheap upper bound first: nodes of lower pods, and reservations to take over.
+                if could + len(ledger.reserved) >= short:
+                    freed, victims = self._find_victims(unit, short)
+                    could = len(freed)
             if len(freed) < short:
-                self._fail(unit, slots, rest, free, min(could, short - 1))
-                return
+                if backfill:
+                    for node in free:
+                        if node not in ledger.reserved:
+                            ledger.unpop_free(node)
+                else:
+                    self._fail(unit, slots, rest, free, min(could, short - 1))
+                return False
 
         # Placed: its own slots, then free nodes, then nodes freed by preemption.
         assigned = dict(zip(free + freed, rest, strict=False))
@@ -521,7 +550,9 @@ class _Pass:
         for pod in rest:
             if pod.key not in placed:
                 extra_reason = extra_reason or self._extra_reason(unit)
-                self.unschedulable.append(Unschedulable(pod.key, extra_reason))
+                self.unschedulable[pod.key] = Unschedulable(pod.key, extra_reason)
+            else:
+                self.unschedulable.pop(pod.key, None)
         self._release(unit, keep={n for _, n in placements})
 
         if waiting or victims:
@@ -531,6 +562,7 @@ class _Pass:
                 self.nominations.append(Nominate(pod.key, node, self._leaving(node, evicted)))
         else:
             self.binds.extend(Bind(pod.key, node) for pod, node in placements)
+        return True
 
     def _reserved_free(self, unit: _Unit, count: int) -> list[str]:
         """Free nodes reserved for pods of strictly lower priority, in name order, taken only
@@ -633,7 +665,7 @@ class _Pass:
         self._reject(rest if waiting else unit.members, reason)
 
     def _reject(self, pods: Iterable[Pod], reason: str) -> None:
-        self.unschedulable.extend(Unschedulable(p.key, reason) for p in pods)
+        self.unschedulable.update((p.key, Unschedulable(p.key, reason)) for p in pods)
 
     # -- reasons ----------------------------------------------------------------------------
 

@@ -718,6 +718,34 @@ CASES = [
         ),
     ),
     Case(
+        "a node whose nominee's gang cannot be placed goes to a pod turned away from it (backfill)",
+        snap(
+            node("n1"),
+            pending("s", priority=10, t=0),
+            pending("g-1", priority=10, t=5, gang="g", min_available=3, nominated="n1"),
+            pending("g-2", priority=10, t=5, gang="g", min_available=3),
+            pending("g-3", priority=10, t=5, gang="g", min_available=3),
+        ),
+        P(
+            binds=[bind("s", "n1")],
+            unschedulable=[
+                unsched(p, "gang default/g needs 3 nodes, 1 can be had") for p in ("g-1", "g-2", "g-3")
+            ],
+        ),
+    ),
+    Case(
+        "a gang short of quorum holds no reservation",
+        snap(
+            node("n1"),
+            pending("s", priority=10, t=0),
+            pending("g-1", priority=10, t=5, gang="g", min_available=2, nominated="n1"),
+        ),
+        P(
+            binds=[bind("s", "n1")],
+            unschedulable=[unsched("g-1", "gang default/g: 1 of 2 required members exist")],
+        ),
+    ),
+    Case(
         "a nomination of a pod that is bound already is ignored",
         snap(node("n1"), node("n2"), running("b", on="n2"), pending("a", t=1)),
         P(binds=[bind("a", "n1")]),
