@@ -51,11 +51,12 @@ class Pod:
     # What the pod's PodScheduled condition says now, so the shell writes only changes.
     scheduled_reason: str = ""
     scheduled_message: str = ""
+    # `namespace/name`, the way pods are named in plans, events and logs (computed once: the
+    # planner reads it hundreds of thousands of times on a large cluster).
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        """`namespace/name`, the way pods are named in plans, events and logs."""
-        return f"{self.namespace}/{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.namespace}/{self.name}")
 
 
 @dataclass(frozen=True, slots=True)

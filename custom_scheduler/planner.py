@@ -89,6 +89,8 @@ def _shown(value: str) -> str:
 
 def gang_annotations(pod: Pod) -> tuple[str | None, int, str | None]:
     """(group name or None, min-available, error message or None) from a pod's annotations."""
+    if not pod.annotations:
+        return None, 1, None
     group = pod.annotations.get(GROUP_NAME)
     raw_min = pod.annotations.get(MIN_AVAILABLE)
     min_available = 1
@@ -144,7 +146,6 @@ class _Unit:
     need: int
     can_preempt: bool
     gang: _Gang | None
-    keys: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -202,6 +203,7 @@ class _Ledger:
         candidates: list[tuple[int, int, float, str]],
         reserved: dict[str, int],
     ) -> None:
+        free_set = set(free)
         self.candidates = candidates  # (protected priority, gang member?, -creation, node)
         self.prios = [c[0] for c in candidates]
         self.position = {c[3]: i for i, c in enumerate(candidates)}
@@ -209,6 +211,7 @@ class _Ledger:
         self.occupied = _Fenwick(len(candidates))
         self.reserved = dict(reserved)
         self.reserved_prios = sorted(reserved.values())
+        self.reserved_free = sum(1 for n in reserved if n in free_set)
         self.free = [n for n in free if n not in reserved]
         heapq.heapify(self.free)
         self.terminating = {n for n in terminating if n not in reserved}
@@ -231,9 +234,14 @@ class _Ledger:
             self.next_live[index], index = root, self.next_live[index]
         return root
 
+    def _unreserve(self, node: str) -> None:
+        self.reserved_prios.remove(self.reserved.pop(node))
+        if self.state[node] == _FREE:
+            self.reserved_free -= 1
+
     def _leave_category(self, node: str) -> None:
         if node in self.reserved:
-            self.reserved_prios.remove(self.reserved.pop(node))
+            self._unreserve(node)
         elif self.state[node] == _OCCUPIED:
             self.occupied.add(self.position[node], -1)
         elif self.state[node] == _TERMINATING:
@@ -275,7 +283,7 @@ class _Ledger:
         """A reservation ends unused: the node goes back to what it holds."""
         if node not in self.reserved or node in self.taken:
             return
-        self.reserved_prios.remove(self.reserved.pop(node))
+        self._unreserve(node)
         state = self.state[node]
         if state == _FREE:
             heapq.heappush(self.free, node)
@@ -413,8 +421,7 @@ class _Pass:
                     gang=gang,
                 )
             )
-        for unit in units:
-            unit.keys = frozenset(p.key for p in unit.members)
+        self.unit_of = {p.key: unit for unit in units for p in unit.members}
         units.sort(key=lambda u: u.order)
         return units
 
@@ -493,7 +500,7 @@ class _Pass:
         if node in self.ledger.taken:
             return False
         q = self.ledger.reserved.get(node)
-        return q is None or unit.priority > q or self.holder[node] in unit.keys
+        return q is None or unit.priority > q or self.unit_of.get(self.holder[node]) is unit
 
     def _place(self, unit: _Unit, *, backfill: bool = False) -> bool:
         """Place a unit: its own slots, free nodes, then preemption; False if it stays pending.
@@ -568,7 +575,7 @@ class _Pass:
         """Free nodes reserved for pods of strictly lower priority, in name order, taken only
         if the unit is placed (`ledger.take` ends the other pod's reservation then)."""
         ledger = self.ledger
-        if not ledger.reserved_prios or ledger.reserved_prios[0] >= unit.priority:
+        if not ledger.reserved_free or ledger.reserved_prios[0] >= unit.priority:
             return []
         return sorted(
             n for n, q in ledger.reserved.items() if q < unit.priority and ledger.state[n] == _FREE
