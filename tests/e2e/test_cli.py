@@ -1,0 +1,49 @@
+"""The command line against the real control plane: live `plan` reads and writes nothing; the demo runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import anyio
+
+from custom_scheduler.controlplane import ControlPlane
+from tests.e2e.cluster import Cluster, condition, node_of
+from tests.e2e.conftest import NodeFactory
+
+
+async def test_live_plan_prints_a_pass_and_changes_nothing(
+    control_plane: ControlPlane, cluster: Cluster, namespace: str, nodes: NodeFactory
+) -> None:
+    (node,), label = await nodes(1)
+    await cluster.create_pod(namespace, "waiting")
+    command = [
+        sys.executable, "-m", "custom_scheduler", "plan", f"--kubeconfig={control_plane.kubeconfig}",
+        f"--namespace={namespace}", f"--node-selector={label[0]}={label[1]}",
+    ]  # fmt: skip
+    done = await anyio.run_process(command, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    assert json.loads(done.stdout) == {
+        "binds": [{"pod": f"{namespace}/waiting", "node": node}],
+        "nominations": [],
+        "evictions": [],
+        "unschedulable": [],
+    }
+    pod = await cluster.pod(namespace, "waiting")
+    assert node_of(pod) == "" and condition(pod, "PodScheduled") == {}
+    assert await cluster.events(namespace) == []
+
+
+def test_make_demo_plays_both_scenarios(control_plane: ControlPlane) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "custom_scheduler.demo"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "result: neither Job pod is bound" in done.stdout
+    assert "result: the low pod is gone" in done.stdout
+    assert "custom-scheduler stopped on SIGTERM, exit status 0" in done.stdout
