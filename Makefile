@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck contracts unit e2e test controlplane cluster-up cluster-down demo run bench bench-planner
+.PHONY: help venv lint typecheck contracts unit e2e test controlplane cluster-up cluster-down demo run bench bench-planner bench-parsing
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -60,4 +60,7 @@ demo: $(STAMP) controlplane ## SPEC section 11 on a local control plane with two
 bench-planner: $(STAMP) ## plan() speed on generated clusters, written to BENCHMARKS.md
 	$(BIN)/python -m tests.bench.planner
 
-bench: bench-planner ## all benchmarks
+bench-parsing: $(STAMP) ## API objects into the client's models vs slim dataclasses, to BENCHMARKS.md
+	$(BIN)/python -m tests.bench.parsing
+
+bench: bench-planner bench-parsing ## all benchmarks

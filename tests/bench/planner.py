@@ -240,15 +240,18 @@ def report(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_section(section: str, path: Path = REPO / "BENCHMARKS.md") -> None:
-    """Replace (or add) the section in BENCHMARKS.md, keeping the others."""
+def write_section(section: str, path: Path = REPO / "BENCHMARKS.md", *, title: str = "Planner") -> None:
+    """Replace (or add) the section `## title` in BENCHMARKS.md, keeping the others."""
     text = (
         path.read_text()
         if path.exists()
         else "# Benchmarks\n\nFigures, not tests: written by `make bench*`.\n\n"
     )
-    pattern = re.compile(r"^## Planner\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
 
 

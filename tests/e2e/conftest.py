@@ -7,6 +7,7 @@ except under CI=true, where that is a failure.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
@@ -22,11 +23,27 @@ TEST_LABEL = "custom-scheduler.dev/test"
 NodeFactory = Callable[[int], Awaitable[tuple[list[str], tuple[str, str]]]]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test under tests/e2e is an e2e test."""
-    for item in items:
-        if "tests/e2e/" in str(item.path):
-            item.add_marker(pytest.mark.e2e)
+_not_built: list[str] = []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the end-to-end tests; without the built control plane (and not in CI), leave them out."""
+    e2e = [item for item in items if "tests/e2e/" in str(item.path)]
+    for item in e2e:
+        item.add_marker(pytest.mark.e2e)
+    if e2e and not CI and (missing := missing_binaries()):
+        _not_built.append(
+            f"{len(e2e)} end-to-end tests skipped: the local control plane is not built "
+            f"({', '.join(missing)}); `make controlplane` builds it once (about 6 minutes)"
+        )
+        config.hook.pytest_deselected(items=e2e)
+        items[:] = [item for item in items if item not in e2e]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The one line that says why end-to-end tests did not run, and how to get them."""
+    for line in _not_built:
+        terminalreporter.write_line(line, yellow=True)
 
 
 def _unavailable(reason: str) -> None:
@@ -35,12 +52,18 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"end-to-end tests need the local control plane: {reason}")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
     """etcd, kube-apiserver, kube-controller-manager and KWOK, for the whole session."""
     missing = missing_binaries()
     if missing:
         _unavailable(f"{', '.join(missing)} not built; run `make controlplane` (once; it is cached)")
+    # A run stopped with SIGTERM tears down like one stopped with Ctrl-C: no process left behind.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     plane = ControlPlane()
     try:
         plane.start()
@@ -50,6 +73,7 @@ def control_plane() -> Iterator[ControlPlane]:
         yield plane
     finally:
         plane.stop()
+        signal.signal(signal.SIGTERM, previous)
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -66,6 +66,64 @@ def P(
 TWO = (node("n1"), node("n2"))
 
 CASES = [
+    # --- SPEC section 11 ------------------------------------------------------------------------
+    Case(
+        "SPEC 11, demo one: a low-priority gang of two next to a high pod waits, with a reason",
+        snap(
+            *TWO,
+            pclass("high-priority", 1000000),
+            pclass("low-priority", 10),
+            running("test-pod-high-pri", on="n1", cls="high-priority"),
+            pending("job-two-lowpri-a", cls="low-priority", gang="job-two-lowpri", min_available=2, t=1),
+            pending("job-two-lowpri-b", cls="low-priority", gang="job-two-lowpri", min_available=2, t=1),
+        ),
+        P(
+            unschedulable=[
+                unsched(p, f"gang default/job-two-lowpri needs 2 nodes, 1 can be had: 1 node(s) {HIGHER}.")
+                for p in ("job-two-lowpri-a", "job-two-lowpri-b")
+            ]
+        ),
+    ),
+    Case(
+        "SPEC 11, demo two: a high-priority gang of two evicts the low pod; both nominated",
+        snap(
+            *TWO,
+            pclass("high-priority", 1000000),
+            pclass("low-priority", 10),
+            running("test-pod-low-pri", on="n1", cls="low-priority"),
+            pending("job-two-highpri-a", cls="high-priority", gang="job-two-highpri", min_available=2, t=1),
+            pending("job-two-highpri-b", cls="high-priority", gang="job-two-highpri", min_available=2, t=1),
+        ),
+        P(
+            nominations=[
+                nominate("job-two-highpri-a", "n2"),
+                nominate("job-two-highpri-b", "n1", waiting_for=("test-pod-low-pri",)),
+            ],
+            evictions=[evict("test-pod-low-pri", "n1", by="job-two-highpri-b")],
+        ),
+    ),
+    Case(
+        "SPEC 11, demo two, next pass: the low pod is gone, both are bound together",
+        snap(
+            *TWO,
+            pclass("high-priority", 1000000),
+            pending(
+                "job-two-highpri-a",
+                cls="high-priority",
+                gang="job-two-highpri",
+                min_available=2,
+                nominated="n2",
+            ),
+            pending(
+                "job-two-highpri-b",
+                cls="high-priority",
+                gang="job-two-highpri",
+                min_available=2,
+                nominated="n1",
+            ),
+        ),
+        P(binds=[bind("job-two-highpri-a", "n2"), bind("job-two-highpri-b", "n1")]),
+    ),
     # --- Scope and occupancy (SPEC 2) ---------------------------------------------------------
     Case(
         "a pending pod is bound to the first free node by name",
