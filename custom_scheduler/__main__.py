@@ -77,6 +77,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="json lines, or console; auto: console on a terminal, else json (default)",
     )
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    run.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="run passes only while holding a Lease (for several replicas)",
+    )
+    run.add_argument(
+        "--lease-name", default="custom-scheduler", help="the Lease's name (default custom-scheduler)"
+    )
+    run.add_argument(
+        "--lease-namespace", default=None, help="the Lease's namespace (default: the pod's own, else default)"
+    )
+    run.add_argument(
+        "--health-port",
+        type=int,
+        default=0,
+        help="serve /healthz, /livez, /readyz and /metrics on this port (0: off)",
+    )
 
     plan_ = sub.add_parser(
         "plan",
@@ -110,7 +127,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             "dry_run": args.dry_run,
             "log_format": args.log_format,
             "log_level": args.log_level,
+            "leader_elect": args.leader_elect,
+            "lease_name": args.lease_name,
+            "lease_namespace": args.lease_namespace,
+            "health_port": args.health_port,
         }
+        if not 0 <= args.health_port <= 65535:
+            raise UsageError("--health-port must be from 0 to 65535")
     return Settings(
         scheduler_name=args.scheduler_name,
         namespace=args.namespace or None,

@@ -38,7 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 KWOK_LABEL = ("custom-scheduler.dev/kwok", "true")
 CLUSTER_DIR = REPO / ".cluster"
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kwok")
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kwok", "kubectl")
 CONTROLLERS = (
     "job-controller",
     "garbage-collector-controller",

@@ -168,6 +168,8 @@ class Kube:
             data = await response.read()
         if response.status < 300:
             return Outcome.OK
+        if response.status == 403 and b"NamespaceTerminating" in data:
+            return Outcome.NOT_FOUND  # its namespace is being deleted: the pod is going too
         outcome = _OUTCOMES.get(response.status)
         if outcome is None:
             raise ApiError(method, path, response.status, data.decode(errors="replace"))

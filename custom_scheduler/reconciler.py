@@ -22,7 +22,8 @@ import structlog
 from custom_scheduler import convert
 from custom_scheduler.cache import Cache
 from custom_scheduler.kube import Kube, Outcome
-from custom_scheduler.model import Bind, Evict, Nominate, Plan, Pod, Unschedulable
+from custom_scheduler.metrics import Metrics
+from custom_scheduler.model import GROUP_NAME, Bind, Evict, Nominate, Plan, Pod, Unschedulable
 from custom_scheduler.planner import plan
 from custom_scheduler.settings import Settings
 
@@ -64,8 +65,10 @@ class Reconciler:
         *,
         clock: Callable[[], float] = time.monotonic,
         on_pass: Callable[[PassStats, Plan], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.kube = kube
+        self.metrics = metrics
         self.cache = cache
         self.settings = settings
         self.clock = clock
@@ -114,6 +117,13 @@ class Reconciler:
             duration_ms=stats.duration_ms,
             **stats.outcomes,
         )
+        if self.metrics is not None:
+            gangs = {
+                p.key: f"{p.namespace}/{p.annotations[GROUP_NAME]}"
+                for p in snapshot.pods
+                if GROUP_NAME in p.annotations
+            }
+            self.metrics.observe_pass(result, seconds=stats.duration_ms / 1000, gangs=gangs)
         if self.on_pass is not None:
             self.on_pass(stats, result)
         return stats, result
@@ -182,10 +192,14 @@ class Reconciler:
         )
         if outcome is Outcome.OK:
             self.cache.assume_bound(pod.uid, b.node, now=self.clock())
+            if self.metrics is not None:
+                self.metrics.bound(pod.creation)
             log.info("pod_bound", pod=b.pod, node=b.node)
             await self._event(pod, type_="Normal", reason="Scheduled", message=b.message)
         else:
             stats.count(f"bind_{outcome.value}")
+            if self.metrics is not None:
+                self.metrics.attempts.labels("error").inc()
             log.info("bind_skipped", pod=b.pod, node=b.node, outcome=outcome.value)
 
     async def _evict(self, e: Evict, pods: dict[str, Pod], stats: PassStats) -> None:
@@ -202,6 +216,8 @@ class Reconciler:
             outcome = await kube.evict(
                 pod.namespace, pod.name, convert.eviction_body(pod.namespace, pod.name, None)
             )
+        if self.metrics is not None:
+            self.metrics.evictions.labels(outcome.value).inc()
         if outcome is Outcome.OK:
             self.cache.assume_evicted(pod.uid, now=self.clock())
             # The Eviction API overwrites the condition's reason with EvictionByEvictionAPI; say

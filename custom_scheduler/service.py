@@ -8,7 +8,9 @@ ends the group too, and the process with it (Kubernetes restarts it with a fresh
 from __future__ import annotations
 
 import signal
+import socket
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +22,8 @@ from custom_scheduler.cache import Cache
 from custom_scheduler.cadence import Trigger, run_passes
 from custom_scheduler.informers import Informer
 from custom_scheduler.kube import Kube, connect, kinds
+from custom_scheduler.leader import Elector, LeaseConfig
+from custom_scheduler.metrics import Health, Metrics, serve
 from custom_scheduler.model import Plan, Snapshot
 from custom_scheduler.planner import plan
 from custom_scheduler.reconciler import PassStats, Reconciler
@@ -52,12 +56,29 @@ async def run_scheduler(
     *,
     handle_signals: bool = True,
     on_pass: Callable[[PassStats, Plan], None] | None = None,
+    metrics: Metrics | None = None,
 ) -> None:
-    """Run informers and the reconcile loop until cancelled (or a signal, when asked to handle them)."""
+    """Run informers and the reconcile loop until cancelled (or a signal, when asked to handle them).
+
+    Informers run on every replica; with leader election, passes run only on the leader.
+    """
     cache = Cache()
     trigger = Trigger()
     feeds = informers(kube, cache, settings, trigger)
-    reconciler = Reconciler(kube, cache, settings, on_pass=on_pass)
+    metrics = metrics or Metrics()
+    elector = elector_for(kube, settings, metrics) if settings.leader_elect else None
+    health = Health(
+        stall_after=max(60.0, 10 * settings.interval),
+        synced=lambda: all(i.synced.is_set() for i in feeds),
+        leading=lambda: elector is None or elector.leading,
+    )
+
+    def passed(stats: PassStats, result: Plan) -> None:
+        health.passed()
+        if on_pass is not None:
+            on_pass(stats, result)
+
+    reconciler = Reconciler(kube, cache, settings, on_pass=passed, metrics=metrics)
 
     async def synced() -> None:
         started = time.perf_counter()
@@ -79,21 +100,57 @@ async def run_scheduler(
         interval_s=settings.interval,
         dry_run=settings.dry_run,
     )
-    async with anyio.create_task_group() as tg:
-        if handle_signals:
-            tg.start_soon(_wait_for_signal, tg.cancel_scope)
-        for informer in feeds:
-            tg.start_soon(informer.run)
-        tg.start_soon(
-            lambda: run_passes(
-                reconciler.run_pass,
-                trigger,
-                interval=settings.interval,
-                debounce=settings.debounce,
-                synced=synced,
-            )
+
+    async def passes() -> None:
+        await run_passes(
+            reconciler.run_pass,
+            trigger,
+            interval=settings.interval,
+            debounce=settings.debounce,
+            synced=synced,
         )
+
+    runner = (
+        await serve(metrics, health, host="", port=settings.health_port) if settings.health_port else None
+    )
+    try:
+        async with anyio.create_task_group() as tg:
+            if handle_signals:
+                tg.start_soon(_wait_for_signal, tg.cancel_scope)
+            for informer in feeds:
+                tg.start_soon(informer.run)
+            if elector is None:
+                metrics.leader.set(1)
+                tg.start_soon(passes)
+            else:
+                tg.start_soon(elector.run, passes)
+    finally:
+        if runner is not None:
+            with anyio.CancelScope(shield=True):
+                await runner.cleanup()
     log.info("scheduler_stopped", passes=reconciler.passes)
+
+
+def _own_namespace() -> str:
+    """The namespace this pod runs in (from its service account), else "default"."""
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
+            return f.read().strip() or "default"
+    except OSError:
+        return "default"
+
+
+def elector_for(kube: Kube, settings: Settings, metrics: Metrics) -> Elector:
+    """The Lease elector the settings ask for; this replica's identity is unique."""
+    config = LeaseConfig(
+        name=settings.lease_name,
+        namespace=settings.lease_namespace or _own_namespace(),
+        identity=f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+        lease_duration=settings.lease_duration,
+        renew_deadline=settings.renew_deadline,
+        retry_period=settings.retry_period,
+    )
+    return Elector(kube, config, on_change=lambda leading: metrics.leader.set(1 if leading else 0))
 
 
 async def run(settings: Settings) -> None:

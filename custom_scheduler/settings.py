@@ -102,3 +102,11 @@ class Settings:
     log_level: str = "info"
     kubeconfig: str | None = None
     context: str | None = None
+    # Leader election (kube-scheduler's defaults) and the health/metrics port (0: off).
+    leader_elect: bool = False
+    lease_name: str = "custom-scheduler"
+    lease_namespace: str | None = None  # None: the pod's own namespace, else "default"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    health_port: int = 0

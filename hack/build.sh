@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler
-# and kwok) from the Go modules pinned beside this script, into a cache outside the repository.
+# Builds the local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+# kwok, and kubectl for the tests that apply manifests as a user would) from the Go modules pinned beside this script, into a cache outside the repository.
 # A binary already in the cache is not built again.
 #
 #   hack/build.sh                 build what is missing, with progress
@@ -27,6 +27,7 @@ targets=(
   "kube-apiserver controlplane k8s.io/kubernetes/cmd/kube-apiserver"
   "kube-controller-manager controlplane k8s.io/kubernetes/cmd/kube-controller-manager"
   "kube-scheduler controlplane k8s.io/kubernetes/cmd/kube-scheduler"
+  "kubectl controlplane k8s.io/kubernetes/cmd/kubectl"
   "kwok kwok sigs.k8s.io/kwok/cmd/kwok"
 )
 

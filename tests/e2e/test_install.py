@@ -1,0 +1,219 @@
+"""The install of the README, on the real control plane: `kubectl apply --server-side -k manifests/`
+into a namespace of our own, then the scheduler running as its ServiceAccount.
+
+With exactly the RBAC of `manifests/rbac.yaml` it binds, preempts, nominates, records events and
+elects a leader without a single 403; without any one of its rules, it fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import pytest_asyncio
+import yaml
+
+from custom_scheduler.controlplane import REPO, ControlPlane, bin_dir
+from custom_scheduler.kube import ApiError, connect
+from custom_scheduler.service import run_scheduler
+from custom_scheduler.settings import Settings, parse_selector
+from tests.e2e.cluster import Cluster, condition, node_of, phase, unique
+from tests.e2e.conftest import NodeFactory
+
+ROLES = {d["kind"]: d for d in yaml.safe_load_all((REPO / "manifests" / "rbac.yaml").read_text())}
+RULES = [(kind, i) for kind in ("ClusterRole", "Role") for i in range(len(ROLES[kind]["rules"]))]
+
+
+def _rule_id(rule: tuple[str, int]) -> str:
+    r = ROLES[rule[0]]["rules"][rule[1]]
+    return f"{rule[0]}:{r['resources'][0]}:{'+'.join(r['verbs'])}"
+
+
+def kubectl(plane: ControlPlane, *args: str, stdin: str | None = None) -> str:
+    """Run the control plane's kubectl as the admin."""
+    done = subprocess.run(
+        [str(bin_dir() / "kubectl"), f"--kubeconfig={plane.kubeconfig}", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def install(plane: ControlPlane, namespace: str, tmp: Path) -> None:
+    """The README's install, into `namespace`: set it in a copy of manifests/, apply server-side."""
+    copy = tmp / "manifests"
+    shutil.copytree(REPO / "manifests", copy, ignore=shutil.ignore_patterns("examples"))
+    text = (
+        (copy / "kustomization.yaml")
+        .read_text()
+        .replace("namespace: custom-scheduler", f"namespace: {namespace}")
+    )
+    (copy / "kustomization.yaml").write_text(text)
+    kubectl(plane, "apply", "--server-side", "-k", str(copy))
+
+
+async def service_account_kubeconfig(
+    cluster: Cluster, plane: ControlPlane, namespace: str, path: Path
+) -> Path:
+    """A kubeconfig whose identity is the scheduler's ServiceAccount (a token, as in a pod)."""
+    token = await cluster.create(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/custom-scheduler/token",
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600},
+        },
+    )
+    ca = base64.b64encode(await anyio.Path(plane.pki / "ca.crt").read_bytes()).decode()
+    await anyio.Path(path).write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": plane.url, "certificate-authority-data": ca}}
+                ],
+                "users": [{"name": "sa", "user": {"token": token["status"]["token"]}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "sa"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    return path
+
+
+@pytest_asyncio.fixture
+async def installed(
+    control_plane: ControlPlane, cluster: Cluster, tmp_path: Path
+) -> AsyncIterator[tuple[str, Path]]:
+    """The manifests applied into a fresh namespace; yields it and the ServiceAccount's kubeconfig."""
+    namespace = unique("sched")
+    await anyio.to_thread.run_sync(install, control_plane, namespace, tmp_path)
+    yield (
+        namespace,
+        await service_account_kubeconfig(cluster, control_plane, namespace, tmp_path / "sa.kubeconfig"),
+    )
+    await anyio.to_thread.run_sync(
+        lambda: kubectl(
+            control_plane,
+            "delete",
+            "clusterrolebinding,clusterrole",
+            "custom-scheduler",
+            "--ignore-not-found",
+        )
+    )
+    await cluster.delete(f"/api/v1/namespaces/{namespace}")
+
+
+async def scenario(
+    cluster: Cluster, workload: str, label: tuple[str, str], kubeconfig: Path, lease_ns: str
+) -> None:
+    """Run the scheduler as the ServiceAccount through bind, preemption, nomination, reasons."""
+    settings = Settings(
+        node_selector=parse_selector(f"{label[0]}={label[1]}"),
+        interval=1.0,
+        leader_elect=True,
+        lease_namespace=lease_ns,
+        retry_period=0.5,
+    )
+    await cluster.create_object(
+        {
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": "low-priority"},
+            "value": 10,
+        },
+        workload,
+    )
+    await cluster.create_object(
+        {
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": "high-priority"},
+            "value": 1000000,
+        },
+        workload,
+    )
+    async with connect(str(kubeconfig), None) as kube, anyio.create_task_group() as tg:
+        tg.start_soon(lambda: run_scheduler(kube, settings, handle_signals=False))
+        await cluster.create_pod(workload, "low", priority_class="low-priority", grace=1)
+        await cluster.wait_for(lambda: _running(cluster, workload, "low"), what="low to run")
+        await cluster.create_pod(workload, "high", priority_class="high-priority")
+        await cluster.create_pod(workload, "lonely", gang="g", min_available=2)
+
+        async def placed() -> bool:
+            high = await cluster.pod(workload, "high")
+            lonely = await cluster.pod(workload, "lonely")
+            return (
+                phase(high) == "Running"
+                and condition(lonely, "PodScheduled").get("reason") == "Unschedulable"
+            )
+
+        await cluster.wait_for(
+            placed, deadline=60, what="high to run after preempting low; lonely to say why"
+        )
+        tg.cancel_scope.cancel()
+
+
+async def _running(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    pod = await cluster.pod(namespace, name)
+    return pod if phase(pod) == "Running" else None
+
+
+async def test_the_service_account_can_do_everything_the_scheduler_does(
+    installed: tuple[str, Path], cluster: Cluster, namespace: str, nodes: NodeFactory
+) -> None:
+    sched_ns, kubeconfig = installed
+    (node,), label = await nodes(1)
+    await scenario(cluster, namespace, label, kubeconfig, sched_ns)
+    assert node_of(await cluster.pod(namespace, "high")) == node
+    reasons = {e["reason"] for e in await cluster.events(namespace)}
+    assert {"Scheduled", "Preempted", "FailedScheduling"} <= reasons
+    lease = await cluster.get(f"/apis/coordination.k8s.io/v1/namespaces/{sched_ns}/leases/custom-scheduler")
+    assert lease["spec"]["holderIdentity"] == ""  # released on a clean stop
+    deployment = await cluster.get(f"/apis/apps/v1/namespaces/{sched_ns}/deployments/custom-scheduler")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "custom-scheduler"
+
+
+@pytest.mark.parametrize("dropped", RULES, ids=[_rule_id(r) for r in RULES])
+async def test_every_rule_is_needed(
+    dropped: tuple[str, int],
+    installed: tuple[str, Path],
+    control_plane: ControlPlane,
+    cluster: Cluster,
+    namespace: str,
+    nodes: NodeFactory,
+) -> None:
+    sched_ns, kubeconfig = installed
+    kind, index = dropped
+    role = dict(ROLES[kind])
+    role["rules"] = [r for i, r in enumerate(role["rules"]) if i != index]
+    role["metadata"] = {**role["metadata"], "namespace": sched_ns} if kind == "Role" else role["metadata"]
+    await anyio.to_thread.run_sync(
+        lambda: kubectl(
+            control_plane, "apply", "--server-side", "--force-conflicts", "-f", "-", stdin=json.dumps(role)
+        )
+    )
+    _, label = await nodes(1)
+    with pytest.raises(BaseExceptionGroup) as failure:
+        with anyio.fail_after(60):
+            await scenario(cluster, namespace, label, kubeconfig, sched_ns)
+    errors = [e for e in _leaves(failure.value) if isinstance(e, ApiError)]
+    assert errors and all(e.status == 403 for e in errors), failure.value
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for e in error.exceptions for leaf in _leaves(e)]
+    return [error]
