@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck contracts unit e2e test controlplane cluster-up cluster-down demo run bench bench-planner bench-parsing
+.PHONY: help venv lint typecheck contracts unit e2e test controlplane cluster-up cluster-down demo run image bench bench-planner bench-parsing
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -59,6 +59,12 @@ demo: $(STAMP) controlplane ## SPEC section 11 on a local control plane with two
 
 bench-planner: $(STAMP) ## plan() speed on generated clusters, written to BENCHMARKS.md
 	$(BIN)/python -m tests.bench.planner
+
+IMAGE ?= custom-scheduler:0.1.0
+image: ## build the container image with podman or docker (IMAGE=name:tag)
+	@if command -v podman >/dev/null 2>&1; then podman build -t $(IMAGE) -f Containerfile .; \
+	elif command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then docker build -t $(IMAGE) -f Containerfile .; \
+	else echo "make image needs podman or a running docker engine; none here" >&2; exit 1; fi
 
 bench-parsing: $(STAMP) ## API objects into the client's models vs slim dataclasses, to BENCHMARKS.md
 	$(BIN)/python -m tests.bench.parsing
