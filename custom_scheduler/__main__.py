@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--lease-namespace", default=None, help="the Lease's namespace (default: the pod's own, else default)"
     )
     run.add_argument(
+        "--stuck-after",
+        type=float,
+        default=60.0,
+        help="seconds past a victim's deletionTimestamp before its nominee stops waiting (default 60)",
+    )
+    run.add_argument(
         "--health-port",
         type=int,
         default=0,
@@ -131,6 +137,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             "lease_name": args.lease_name,
             "lease_namespace": args.lease_namespace,
             "health_port": args.health_port,
+            "stuck_after": args.stuck_after,
         }
         if not 0 <= args.health_port <= 65535:
             raise UsageError("--health-port must be from 0 to 65535")

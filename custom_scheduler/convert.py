@@ -101,6 +101,7 @@ def pod_from_api(obj: dict[str, Any], where: str = "") -> Pod:
         phase=_str(status.get("phase")) or "Pending",
         node_name=_str(spec.get("nodeName")),
         deleting=bool(meta.get("deletionTimestamp")),
+        deletion_time=parse_timestamp(meta.get("deletionTimestamp")),
         creation=parse_timestamp(meta.get("creationTimestamp")),
         priority=priority if isinstance(priority, int) and not isinstance(priority, bool) else None,
         priority_class=_str(spec.get("priorityClassName")),

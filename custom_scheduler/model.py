@@ -42,6 +42,7 @@ class Pod:
     phase: str = "Pending"
     node_name: str = ""
     deleting: bool = False
+    deletion_time: float = 0.0  # metadata.deletionTimestamp (grace period included), 0.0 if none
     creation: float = 0.0
     priority: int | None = None
     priority_class: str = ""
@@ -76,6 +77,8 @@ class Snapshot:
     nodes: tuple[Node, ...] = ()
     pods: tuple[Pod, ...] = ()
     priority_classes: tuple[PriorityClass, ...] = ()
+    # Wall-clock seconds when it was taken (0.0: unknown), to tell a pod stuck terminating.
+    now: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,14 +185,14 @@ class _Fenwick:
         return s
 
 
-_FREE, _TERMINATING, _OCCUPIED = 0, 1, 2
+_FREE, _TERMINATING, _OCCUPIED, _STUCK = 0, 1, 2, 3
 
 
 class _Ledger:
     """Eligible nodes and what each holds as the pass goes on.
 
     Every eligible node is in exactly one place: taken (by this pass), reserved (for a nominee),
-    free (a heap in name order), terminating (a count), or occupied (a preemption candidate,
+    free (a heap in name order), terminating or stuck terminating, or occupied (a preemption candidate,
     counted by its occupants' protected priority).
     """
 
@@ -200,6 +200,7 @@ class _Ledger:
         self,
         free: list[str],
         terminating: set[str],
+        stuck: set[str],
         candidates: list[tuple[int, int, float, str]],
         reserved: dict[str, int],
     ) -> None:
@@ -215,11 +216,13 @@ class _Ledger:
         self.free = [n for n in free if n not in reserved]
         heapq.heapify(self.free)
         self.terminating = {n for n in terminating if n not in reserved}
+        self.stuck = {n for n in stuck if n not in reserved}
         self.taken: set[str] = set()
         self.nominated = 0  # taken nodes that hold a nomination rather than a bind
         self.released_free = 0  # reservations of free nodes ended unused
         self.state: dict[str, int] = dict.fromkeys(free, _FREE)
         self.state.update(dict.fromkeys(terminating, _TERMINATING))
+        self.state.update(dict.fromkeys(stuck, _STUCK))
         for i, c in enumerate(candidates):
             self.state[c[3]] = _OCCUPIED
             if c[3] not in reserved:
@@ -246,6 +249,8 @@ class _Ledger:
             self.occupied.add(self.position[node], -1)
         elif self.state[node] == _TERMINATING:
             self.terminating.discard(node)
+        elif self.state[node] == _STUCK:
+            self.stuck.discard(node)
         # Free nodes leave the heap through pop_free only.
 
     def _kill_candidate(self, node: str) -> None:
@@ -290,6 +295,8 @@ class _Ledger:
             self.released_free += 1
         elif state == _TERMINATING:
             self.terminating.add(node)
+        elif state == _STUCK:
+            self.stuck.add(node)
         else:
             self.occupied.add(self.position[node], 1)
 
@@ -315,6 +322,7 @@ def plan(snapshot: Snapshot, *, settings: Settings) -> Plan:
 class _Pass:
     def __init__(self, snapshot: Snapshot, settings: Settings) -> None:
         self.table = PriorityTable.of(snapshot.priority_classes)
+        self.now, self.stuck_after = snapshot.now, settings.stuck_after
         self.prio: dict[str, int] = {}  # by pod uid-or-key
         self.binds: list[Bind] = []
         self.nominations: list[Nominate] = []
@@ -425,17 +433,23 @@ class _Pass:
         units.sort(key=lambda u: u.order)
         return units
 
+    def _stuck(self, pod: Pod) -> bool:
+        """Terminating, and still there `stuck_after` seconds past its deletionTimestamp."""
+        return pod.deleting and pod.deletion_time > 0 and pod.deletion_time + self.stuck_after < self.now
+
     def _protected(self, pod: Pod) -> int:
         gang = self.gang_of.get(pod.key)
         return gang.priority if gang is not None else self.prio[pod.key]
 
     def _build_ledger(self) -> None:
         """Eligible nodes by what they hold, and the reservations of nominees that can use them."""
-        free, terminating, candidates = [], set(), []
+        free, terminating, stuck, candidates = [], set(), set(), []
         for node in sorted(self.eligible):
             pods = self.occupants.get(node)
             if not pods:
                 free.append(node)
+            elif any(self._stuck(p) for p in pods):
+                stuck.add(node)
             elif any(p.deleting for p in pods):
                 terminating.add(node)
             else:
@@ -463,7 +477,7 @@ class _Pass:
                     reserved[node] = unit.priority
                     self.reservation[pod.key] = node
         self.holder = holder
-        self.ledger = _Ledger(free, terminating, candidates, reserved)
+        self.ledger = _Ledger(free, terminating, stuck, candidates, reserved)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -512,7 +526,7 @@ class _Pass:
         rest: list[Pod] = []
         for pod in unit.members:
             node = self.reservation.get(pod.key)
-            if node is not None and node not in ledger.taken and ledger.state[node] != _OCCUPIED:
+            if node is not None and node not in ledger.taken and ledger.state[node] in (_FREE, _TERMINATING):
                 slots.append(_Slot(pod, node, waiting=ledger.state[node] == _TERMINATING))
             else:
                 rest.append(pod)
@@ -689,6 +703,7 @@ class _Pass:
             ),
             (len(ledger.reserved) + ledger.nominated - own, "are reserved for nominated pods"),
             (len(ledger.terminating), "hold a terminating pod"),
+            (len(ledger.stuck), f"hold a pod still terminating {self.stuck_after:g}s after its grace period"),
         ]
         if lower_note is not None:
             counts.append((ledger.lower_count(priority), f"hold a pod of lower priority, {lower_note}"))

@@ -8,6 +8,7 @@ run before the watch catches up, never plans the same pod twice.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import socket
 import time
@@ -81,7 +82,7 @@ class Reconciler:
     async def run_pass(self) -> tuple[PassStats, Plan]:
         """Plan on one snapshot and apply the result; return what was done."""
         started = time.perf_counter()
-        snapshot = self.cache.snapshot(now=self.clock())
+        snapshot = dataclasses.replace(self.cache.snapshot(now=self.clock()), now=time.time())
         # A pass allocates much and keeps little: with the collector paused it does not scan
         # the whole cache (50,000 pods) over and over; it runs once, after the pass.
         gc.disable()

@@ -110,3 +110,6 @@ class Settings:
     renew_deadline: float = 10.0
     retry_period: float = 2.0
     health_port: int = 0
+    # A victim still there this long after its deletionTimestamp (which includes its grace
+    # period) is stuck (a finalizer, a lost kubelet): its nominee stops waiting for it.
+    stuck_after: float = 60.0

@@ -77,9 +77,10 @@ def running(
     min_available: str | int | None = None,
     phase: str = "Running",
     deleting: bool = False,
+    deleted_at: float = 0.0,
     scheduler: str = "custom-scheduler",
 ) -> Pod:
-    """A pod bound to a node (Running unless told otherwise)."""
+    """A pod bound to a node (Running unless told otherwise); `deleted_at` sets its deletionTimestamp."""
     return Pod(
         namespace=ns,
         name=name,
@@ -87,7 +88,8 @@ def running(
         scheduler_name=scheduler,
         phase=phase,
         node_name=on,
-        deleting=deleting,
+        deleting=deleting or deleted_at > 0,
+        deletion_time=deleted_at,
         creation=t,
         priority=priority,
         priority_class=cls,
@@ -100,12 +102,13 @@ def pclass(name: str, value: int, *, default: bool = False, policy: str | None =
     return PriorityClass(name, value, global_default=default, preemption_policy=policy)
 
 
-def snap(*items: Node | Pod | PriorityClass) -> Snapshot:
-    """A snapshot of the given nodes, pods and classes, in the order given."""
+def snap(*items: Node | Pod | PriorityClass, now: float = 0.0) -> Snapshot:
+    """A snapshot of the given nodes, pods and classes, in the order given, taken at `now`."""
     return Snapshot(
         nodes=tuple(i for i in items if isinstance(i, Node)),
         pods=tuple(i for i in items if isinstance(i, Pod)),
         priority_classes=tuple(i for i in items if isinstance(i, PriorityClass)),
+        now=now,
     )
 
 

@@ -80,7 +80,15 @@ def make_cluster(rng: random.Random, n_nodes: int, n_pods: int, *, double_bookin
                 phase = {"occupying": "Running", "bound-pending": "Pending", "terminating": "Running"}.get(
                     state, rng.choice(("Succeeded", "Failed")) if state == "finished" else "Running"
                 )
-                pod = replace(pod, node_name=node, phase=phase, deleting=state == "terminating")
+                # Some terminating pods are stuck: past `now` (1000) plus the default 60 s bound.
+                deleted_at = float(rng.randrange(850, 1010)) if state == "terminating" else 0.0
+                pod = replace(
+                    pod,
+                    node_name=node,
+                    phase=phase,
+                    deleting=state == "terminating",
+                    deletion_time=deleted_at,
+                )
                 if state in {"finished", "other"}:
                     free.append(node)  # they do not occupy
         elif state == "pending-deleting":
@@ -88,7 +96,7 @@ def make_cluster(rng: random.Random, n_nodes: int, n_pods: int, *, double_bookin
         if not pod.node_name and rng.random() < 0.15 and nodes:
             pod = replace(pod, nominated_node=rng.choice([*[n.name for n in nodes], "ghost"]))
         pods.append(pod)
-    return Snapshot(tuple(nodes), tuple(pods), classes)
+    return Snapshot(tuple(nodes), tuple(pods), classes, now=1000.0)
 
 
 @st.composite

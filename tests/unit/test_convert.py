@@ -50,6 +50,7 @@ def test_a_realistic_pod_keeps_only_what_scheduling_needs() -> None:
         phase="Running",
         node_name="n1",
         deleting=True,
+        deletion_time=1748783100.0,
         creation=1748782800.0,
         priority=7,
         priority_class="low",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from hypothesis import HealthCheck, given, settings
@@ -66,7 +67,9 @@ def test_the_plan_does_not_depend_on_input_order(
     rng.shuffle(nodes)
     rng.shuffle(pods)
     rng.shuffle(classes)
-    again = Snapshot(tuple(nodes), tuple(pods), tuple(classes))
+    again = dataclasses.replace(
+        snapshot, nodes=tuple(nodes), pods=tuple(pods), priority_classes=tuple(classes)
+    )
     assert plan(again, settings=scope) == plan(snapshot, settings=scope), "4. order independence"
 
 

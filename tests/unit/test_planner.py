@@ -735,6 +735,42 @@ CASES = [
         P(nominations=[nominate("hi", "n1", waiting_for=("lo",))]),
     ),
     Case(
+        "a nominee waits for a terminating victim until the bound (60 s past its deletionTimestamp)",
+        snap(
+            *TWO,
+            running("stuck", on="n1", priority=1, deleted_at=950),
+            running("lo2", on="n2", priority=1),
+            pending("hi", priority=10, nominated="n1"),
+            now=1000,
+        ),
+        P(nominations=[nominate("hi", "n1", waiting_for=("stuck",))]),
+    ),
+    Case(
+        "past the bound the victim is stuck: its nominee is placed elsewhere, by preemption if need be",
+        snap(
+            *TWO,
+            running("stuck", on="n1", priority=1, deleted_at=900),
+            running("lo2", on="n2", priority=1),
+            pending("hi", priority=10, nominated="n1"),
+            now=1000,
+        ),
+        P(nominations=[nominate("hi", "n2", waiting_for=("lo2",))], evictions=[evict("lo2", "n2", by="hi")]),
+    ),
+    Case(
+        "a node whose pod is stuck terminating is unusable, and the reason says so",
+        snap(
+            node("n1"),
+            running("stuck", on="n1", priority=1, deleted_at=900),
+            pending("a", priority=10),
+            now=1000,
+        ),
+        P(
+            unschedulable=[
+                unsched("a", avail(1, "1 node(s) hold a pod still terminating 60s after its grace period"))
+            ]
+        ),
+    ),
+    Case(
         "a nominee is bound once its node is free",
         snap(*TWO, running("x", on="n2", priority=100), pending("hi", priority=10, nominated="n1")),
         P(binds=[bind("hi", "n1")]),
