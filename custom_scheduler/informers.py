@@ -1,8 +1,10 @@
 """Informers: keep the cache equal to the cluster, and say when something worth a pass changed.
 
 One loop per kind: list, then watch from the list's resourceVersion for a bounded time, resume
-from the last resourceVersion (bookmarks keep it fresh), relist on 410 Gone, and relist with
-backoff after a broken stream or a failed request. A request the server rejects for a reason
+from the last resourceVersion (bookmarks keep it fresh), and relist on 410 Gone. After a broken
+stream or a failed request it waits (with backoff) and resumes from the last resourceVersion,
+as client-go's reflector does; if that version has expired the server says 410 and it relists,
+and after three failures in a row it relists anyway. A request the server rejects for a reason
 other than load (403 Forbidden, say) is not retried: it ends the process with a clear message.
 """
 
@@ -25,6 +27,7 @@ T = TypeVar("T")
 log = structlog.get_logger(component="informers")
 
 _RETRYABLE = (aiohttp.ClientError, TimeoutError, ConnectionError)
+RELIST_AFTER_FAILURES = 3
 
 
 def retryable(error: BaseException) -> bool:
@@ -52,6 +55,7 @@ class Informer(Generic[T]):
 
     def __post_init__(self) -> None:
         self.synced = anyio.Event()
+        self.version = ""  # the resourceVersion to watch from; "" means list first
         self.events = 0
         self.relists = 0
 
@@ -71,7 +75,7 @@ class Informer(Generic[T]):
             log.warning("object_skipped", kind=self.kind.name, error=str(error))
             return None
 
-    async def _relist(self) -> str:
+    async def _relist(self) -> None:
         started = time.perf_counter()
         items, resource_version = await self.kube.list(self.kind)
         changed = self.store.replace(self._convert_all(items))
@@ -85,16 +89,14 @@ class Informer(Generic[T]):
         if changed or not self.synced.is_set():
             self.on_change()
         self.synced.set()
-        return resource_version
+        self.version = resource_version
 
-    async def _watch(self, resource_version: str) -> str:
-        """Apply events until the server ends the watch; return the last resourceVersion."""
-        async for kind_of_event, obj in self.kube.watch(
-            self.kind, resource_version, seconds=self.watch_seconds
-        ):
+    async def _watch(self) -> None:
+        """Apply events from `self.version` until the server ends the watch, keeping the version."""
+        async for kind_of_event, obj in self.kube.watch(self.kind, self.version, seconds=self.watch_seconds):
             version = (obj.get("metadata") or {}).get("resourceVersion")
             if version:
-                resource_version = str(version)
+                self.version = str(version)
             if kind_of_event == "BOOKMARK":
                 continue
             item = self._convert(obj)
@@ -104,21 +106,19 @@ class Informer(Generic[T]):
             relevant = self.store.delete(item) if kind_of_event == "DELETED" else self.store.put(item)
             if relevant:
                 self.on_change()
-        return resource_version
 
     async def run(self) -> None:
         """Forever: list, watch, resume or relist."""
         failures = 0
-        resource_version = ""
         while True:
             try:
-                if not resource_version:
-                    resource_version = await self._relist()
-                resource_version = await self._watch(resource_version)
+                if not self.version:
+                    await self._relist()
+                await self._watch()
                 failures = 0
             except Expired:
                 log.info("watch_expired", kind=self.kind.name)
-                resource_version = ""
+                self.version = ""
             except Exception as error:
                 if not retryable(error):
                     raise
@@ -131,5 +131,6 @@ class Informer(Generic[T]):
                     failures=failures,
                     retry_in_s=delay,
                 )
-                resource_version = ""
+                if failures >= RELIST_AFTER_FAILURES:
+                    self.version = ""
                 await anyio.sleep(delay)

@@ -22,6 +22,7 @@ import structlog
 
 from custom_scheduler import convert
 from custom_scheduler.cache import Cache
+from custom_scheduler.informers import retryable
 from custom_scheduler.kube import Kube, Outcome
 from custom_scheduler.metrics import Metrics
 from custom_scheduler.model import GROUP_NAME, Bind, Evict, Nominate, Plan, Pod, Unschedulable
@@ -146,7 +147,15 @@ class Reconciler:
 
         async def bounded(step: Callable[[], Awaitable[None]]) -> None:
             async with limiter:
-                await step()
+                try:
+                    await step()
+                except Exception as error:
+                    # The API server away for a moment (restarting, overloaded): the write did
+                    # not happen, nothing is assumed, and the next pass plans it again.
+                    if not retryable(error):
+                        raise
+                    stats.count("write_unavailable")
+                    log.warning("write_failed", error=f"{type(error).__name__}: {error}")
 
         nominated = {n.pod for n in result.nominations}
         bound = {b.pod for b in result.binds}

@@ -106,17 +106,36 @@ async def test_expired_watch_relists() -> None:
 
 @fake_time[0]
 @fake_time[1]
-async def test_broken_stream_relists_after_a_backoff() -> None:
+async def test_a_broken_stream_resumes_from_the_last_version_after_a_backoff() -> None:
     cache, kicks = Cache(), list[int]()
     kube = ScriptedKube(
-        lists=[([], "1"), aiohttp.ClientConnectionError("refused"), ([node("n1", "3")], "3")],
-        watches=[[aiohttp.ServerDisconnectedError()]],
+        lists=[([], "1")],
+        watches=[
+            [("ADDED", node("n1", "2")), aiohttp.ServerDisconnectedError()],
+            [("ADDED", node("n2", "3"))],
+        ],
     )
     started = anyio.current_time()
-    await run_until(make(kube, cache, kicks), kube, calls=5)
-    assert [c[0] for c in kube.calls] == ["list", "watch", "list", "list", "watch"]
+    await run_until(make(kube, cache, kicks), kube, calls=4)
+    assert kube.calls == [("list", ""), ("watch", "1"), ("watch", "2"), ("watch", "3")]
+    assert set(cache.nodes.items) == {"n1", "n2"}
+    assert anyio.current_time() - started >= backoff(1) - 1e-9
+
+
+@fake_time[0]
+@fake_time[1]
+async def test_repeated_failures_relist_after_backoffs() -> None:
+    cache, kicks = Cache(), list[int]()
+    refused = aiohttp.ClientConnectionError("refused")
+    kube = ScriptedKube(
+        lists=[([], "1"), refused, ([node("n1", "9")], "9")],
+        watches=[[refused], [refused], [refused]],
+    )
+    started = anyio.current_time()
+    await run_until(make(kube, cache, kicks), kube, calls=7)
+    assert [c[0] for c in kube.calls] == ["list", "watch", "watch", "watch", "list", "list", "watch"]
     assert set(cache.nodes.items) == {"n1"}
-    assert anyio.current_time() - started >= backoff(1) + backoff(2) - 1e-9
+    assert anyio.current_time() - started >= sum(backoff(n) for n in (1, 2, 3, 4)) - 1e-9
 
 
 @fake_time[0]
