@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck contracts unit e2e test controlplane cluster-up cluster-down demo run image bench bench-planner bench-parsing
+.PHONY: help venv lint typecheck contracts unit e2e test controlplane cluster-up cluster-down demo run image soak bench bench-planner bench-parsing
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -59,6 +59,10 @@ demo: $(STAMP) controlplane ## SPEC section 11 on a local control plane with two
 
 bench-planner: $(STAMP) ## plan() speed on generated clusters, written to BENCHMARKS.md
 	$(BIN)/python -m tests.bench.planner
+
+MINUTES ?= 10
+soak: $(STAMP) controlplane ## random churn for MINUTES (default 10) with a checker; prints the report
+	$(BIN)/python -m tests.soak --minutes $(MINUTES)
 
 IMAGE ?= custom-scheduler:0.1.0
 image: ## build the container image with podman or docker (IMAGE=name:tag)

@@ -1,0 +1,348 @@
+"""`make soak`: random churn on the local control plane, an independent checker counting violations.
+
+The scheduler runs as its own process (`custom-scheduler run`). A churn task creates and deletes
+pods and gangs of mixed priorities, and adds, cordons, uncordons, breaks (NotReady) and removes
+nodes. A checker, reading only the API, counts:
+
+- two of our pods on one node (a nominee bound while its victim is still there counts);
+- a gang we started below its min-available (bound members fewer than it needs, for 5 s);
+- a pending pod with no reason (no PodScheduled message and no nominated node, for 15 s);
+- an error in the scheduler's log (level error or critical, or a traceback);
+- the scheduler's RSS growth (sampled; the first sample after a warm-up is the base).
+
+    python -m tests.soak --minutes 10   # `make soak`; the report goes to stdout, as Markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import calendar
+import json
+import random
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from custom_scheduler.controlplane import KWOK_LABEL, ControlPlane
+from custom_scheduler.kube import Kube, connect
+
+NS = "soak"
+LABEL = ("soak", "yes")
+CLASSES = {"soak-low": 10, "soak-mid": 100, "soak-high": 1000}
+GROUP, MIN = "custom-scheduling.k8s.io/group-name", "custom-scheduling.k8s.io/min-available"
+
+
+@dataclass
+class Report:
+    """What the soak saw."""
+
+    seconds: float = 0.0
+    actions: Counter[str] = field(default_factory=Counter)
+    violations: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, str] = field(default_factory=dict)
+    rss_kib: list[int] = field(default_factory=list)
+    bound: int = 0
+
+    def violate(self, kind: str, example: str) -> None:
+        """Count one violation (the first of each kind is kept as an example)."""
+        self.violations[kind] += 1
+        self.examples.setdefault(kind, example)
+
+    @property
+    def rss_growth_kib(self) -> int:
+        """Peak RSS after the warm-up minus the first sample after it."""
+        base = self.rss_kib[len(self.rss_kib) // 4 :] if self.rss_kib else [0]
+        return max(base) - base[0] if base else 0
+
+    def markdown(self) -> str:
+        """The report table."""
+        rows = [
+            ("two of our pods on one node", self.violations["two_on_a_node"]),
+            ("a gang started below its min-available", self.violations["partial_gang"]),
+            ("a pending pod with no reason", self.violations["no_reason"]),
+            ("an error in the scheduler's log", self.violations["log_error"]),
+        ]
+        lines = [
+            f"Soak of {self.seconds:.0f} s: {sum(self.actions.values())} churn actions "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(self.actions.items()))}); {self.bound} binds.",
+            "",
+            "| violation | count |",
+            "| --- | ---: |",
+            *[f"| {name} | {count} |" for name, count in rows],
+            f"| scheduler RSS growth after warm-up | {self.rss_growth_kib} KiB "
+            f"(from {self.rss_kib[len(self.rss_kib) // 4] if self.rss_kib else 0} KiB) |",
+        ]
+        for kind, example in self.examples.items():
+            lines.append(f"\n{kind}: {example}")
+        return "\n".join(lines)
+
+
+def _pod(name: str, klass: str | None, annotations: dict[str, str]) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "schedulerName": "custom-scheduler",
+        "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "main", "image": "pause"}],
+    }
+    if klass:
+        spec["priorityClassName"] = klass
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": spec,
+    }
+
+
+class Churn:
+    """Random changes to pods, gangs and nodes, within bounds."""
+
+    def __init__(self, kube: Kube, rng: random.Random, report: Report) -> None:
+        self.kube, self.rng, self.report = kube, rng, report
+        self.serial = 0
+        self.nodes: list[str] = []
+        self.singles: list[str] = []
+        self.gangs: dict[str, list[str]] = {}
+        self.deleting_gangs: set[str] = set()
+
+    def _name(self, prefix: str) -> str:
+        self.serial += 1
+        return f"{prefix}-{self.serial:05d}"
+
+    async def add_node(self) -> None:
+        """A new KWOK node (names are never reused)."""
+        name = self._name("soak-node")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "labels": {KWOK_LABEL[0]: KWOK_LABEL[1], LABEL[0]: LABEL[1]},
+                "annotations": {"kwok.x-k8s.io/node": "fake"},
+            },
+        }
+        status, _ = await self.kube.call("POST", "/api/v1/nodes", body)
+        if status in (200, 201):
+            self.nodes.append(name)
+
+    async def step(self) -> None:
+        """One random action."""
+        rng = self.rng
+        action = rng.choices(
+            [
+                "pod",
+                "gang",
+                "delete_pod",
+                "delete_gang",
+                "add_node",
+                "cordon",
+                "uncordon",
+                "not_ready",
+                "ready",
+                "remove_node",
+            ],
+            weights=[30, 10, 20, 6, 4, 3, 3, 2, 2, 1],
+        )[0]
+        if action == "pod" and len(self.singles) < 40:
+            name = self._name("solo")
+            klass = rng.choice([*CLASSES, None])
+            status, _ = await self.kube.call("POST", f"/api/v1/namespaces/{NS}/pods", _pod(name, klass, {}))
+            if status in (200, 201):
+                self.singles.append(name)
+        elif action == "gang" and len(self.gangs) < 8:
+            gang, size = self._name("gang"), rng.randint(2, 4)
+            klass = rng.choice(list(CLASSES))
+            members = [f"{gang}-{i}" for i in range(size)]
+            for member in members:
+                body = _pod(member, klass, {GROUP: gang, MIN: str(size)})
+                await self.kube.call("POST", f"/api/v1/namespaces/{NS}/pods", body)
+            self.gangs[gang] = members
+        elif action == "delete_pod" and self.singles:
+            name = self.singles.pop(rng.randrange(len(self.singles)))
+            await self.kube.call("DELETE", f"/api/v1/namespaces/{NS}/pods/{name}")
+        elif action == "delete_gang" and self.gangs:
+            gang = rng.choice(sorted(self.gangs))
+            self.deleting_gangs.add(gang)
+            for member in self.gangs.pop(gang):
+                await self.kube.call("DELETE", f"/api/v1/namespaces/{NS}/pods/{member}")
+        elif action == "add_node" and len(self.nodes) < 14:
+            await self.add_node()
+        elif action in ("cordon", "uncordon") and self.nodes:
+            node = rng.choice(self.nodes)
+            patch = {"spec": {"unschedulable": action == "cordon"}}
+            await self.kube.call(
+                "PATCH", f"/api/v1/nodes/{node}", patch, content_type="application/merge-patch+json"
+            )
+        elif action in ("not_ready", "ready") and self.nodes:
+            node = rng.choice(self.nodes)
+            ready = "True" if action == "ready" else "False"
+            conditions = {"status": {"conditions": [{"type": "Ready", "status": ready, "reason": "Soak"}]}}
+            await self.kube.call(
+                "PATCH",
+                f"/api/v1/nodes/{node}/status",
+                conditions,
+                content_type="application/strategic-merge-patch+json",
+            )
+        elif action == "remove_node" and len(self.nodes) > 4:
+            node = self.nodes.pop(rng.randrange(len(self.nodes)))
+            await self.kube.call("DELETE", f"/api/v1/nodes/{node}")
+        else:
+            return
+        self.report.actions[action] += 1
+
+
+class Checker:
+    """Reads the API and counts violations; partial states must last to count (binds are concurrent)."""
+
+    def __init__(self, kube: Kube, report: Report, churn: Churn) -> None:
+        self.kube, self.report, self.churn = kube, report, churn
+        self.since: dict[str, float] = {}
+        self.bound: set[str] = set()
+
+    def _lasting(self, key: str, bad: bool, seconds: float) -> bool:
+        """True once `bad` has held for `seconds` (counted once per episode)."""
+        now = time.monotonic()
+        if not bad:
+            self.since.pop(key, None)
+            return False
+        started = self.since.setdefault(key, now)
+        if started and now - started >= seconds:
+            self.since[key] = float("inf")  # counted; not again until it clears
+            return True
+        return False
+
+    async def check(self) -> None:
+        """One look at the cluster."""
+        status, body = await self.kube.call("GET", f"/api/v1/namespaces/{NS}/pods")
+        if status != 200:
+            return
+        pods = [p for p in body.get("items") or [] if p["spec"].get("schedulerName") == "custom-scheduler"]
+        on_node: dict[str, list[str]] = defaultdict(list)
+        gang_bound: dict[str, int] = Counter()
+        gang_need: dict[str, int] = {}
+        now = time.time()
+        for p in pods:
+            name, node = p["metadata"]["name"], p["spec"].get("nodeName")
+            phase = (p.get("status") or {}).get("phase")
+            annotations = p["metadata"].get("annotations") or {}
+            gang = annotations.get(GROUP)
+            if gang:
+                gang_need[gang] = int(annotations.get(MIN, "1"))
+            if node and phase not in ("Succeeded", "Failed"):
+                on_node[node].append(name)
+                self.bound.add(name)
+                if gang:
+                    gang_bound[gang] += 1
+            if not node and not p["metadata"].get("deletionTimestamp"):
+                created = p["metadata"]["creationTimestamp"]
+                age = now - calendar.timegm(time.strptime(created, "%Y-%m-%dT%H:%M:%SZ"))
+                scheduled = [
+                    c for c in (p.get("status") or {}).get("conditions") or [] if c["type"] == "PodScheduled"
+                ]
+                said = any(c.get("message") for c in scheduled) or (p.get("status") or {}).get(
+                    "nominatedNodeName"
+                )
+                if self._lasting(f"reason/{name}", not said and age > 15, 0):
+                    self.report.violate("no_reason", f"{name} pending {age:.0f}s with no reason")
+        for node, names in on_node.items():
+            if self._lasting(f"node/{node}", len(names) > 1, 0):
+                self.report.violate("two_on_a_node", f"{node}: {names}")
+        for gang, count in gang_bound.items():
+            partial = 0 < count < gang_need[gang] and gang not in self.churn.deleting_gangs
+            if self._lasting(f"gang/{gang}", partial, 5):
+                self.report.violate("partial_gang", f"{gang}: {count} of {gang_need[gang]} bound")
+        self.report.bound = len(self.bound)
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+async def soak(plane: ControlPlane, seconds: float, *, seed: int = 1, log: Path | None = None) -> Report:
+    """Churn for `seconds` against a scheduler process; the report of what the checker saw."""
+    report = Report(seconds=seconds)
+    log = log or Path(f"/tmp/custom-scheduler-soak-{seed}.log")
+    async with connect(str(plane.kubeconfig), None) as kube:
+        await kube.call(
+            "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+        )
+        for name, value in CLASSES.items():
+            klass = {
+                "apiVersion": "scheduling.k8s.io/v1",
+                "kind": "PriorityClass",
+                "metadata": {"name": name},
+                "value": value,
+            }
+            await kube.call("POST", "/apis/scheduling.k8s.io/v1/priorityclasses", klass)
+        churn = Churn(kube, random.Random(seed), report)
+        for _ in range(6):
+            await churn.add_node()
+        checker = Checker(kube, report, churn)
+        with log.open("wb") as out:
+            scheduler = await anyio.open_process(
+                [
+                    sys.executable, "-m", "custom_scheduler", "run", f"--kubeconfig={plane.kubeconfig}",
+                    f"--namespace={NS}", f"--node-selector={LABEL[0]}={LABEL[1]}", "--interval=2",
+                    "--log-format=json",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + seconds
+        next_progress = time.monotonic() + 30
+        try:
+            while time.monotonic() < deadline:
+                await churn.step()
+                await checker.check()
+                report.rss_kib.append(_rss_kib(scheduler.pid))
+                if time.monotonic() >= next_progress:
+                    left = deadline - time.monotonic()
+                    print(
+                        f"soak: {left:.0f}s left, {dict(report.violations) or 'no violations'}",
+                        file=sys.stderr,
+                    )
+                    next_progress += 30
+                await anyio.sleep(0.2)
+        finally:
+            scheduler.terminate()
+            with anyio.fail_after(30):
+                await scheduler.wait()
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            if "Traceback" in line:
+                report.violate("log_error", line[:200])
+            continue
+        if entry.get("level") in ("error", "critical"):
+            report.violate("log_error", line[:300])
+    return report
+
+
+def main() -> int:
+    """`make soak`."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    with ControlPlane() as plane:
+        report = anyio.run(lambda: soak(plane, args.minutes * 60, seed=args.seed))
+    print(report.markdown())
+    return 1 if report.violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
