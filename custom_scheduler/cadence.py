@@ -17,17 +17,10 @@ class Trigger:
 
     def __init__(self) -> None:
         self._event = anyio.Event()
-        self.kicks = 0
 
     def kick(self) -> None:
         """Ask for a pass soon."""
-        self.kicks += 1
         self._event.set()
-
-    @property
-    def pending(self) -> bool:
-        """Whether a pass was asked for since the last `clear`."""
-        return self._event.is_set()
 
     async def wait(self, seconds: float) -> bool:
         """Wait for a kick, at most `seconds`; True when kicked."""

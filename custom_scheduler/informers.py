@@ -56,8 +56,6 @@ class Informer(Generic[T]):
     def __post_init__(self) -> None:
         self.synced = anyio.Event()
         self.version = ""  # the resourceVersion to watch from; "" means list first
-        self.events = 0
-        self.relists = 0
 
     def _convert_all(self, items: list[dict[str, Any]]) -> list[T]:
         out = []
@@ -79,7 +77,6 @@ class Informer(Generic[T]):
         started = time.perf_counter()
         items, resource_version = await self.kube.list(self.kind)
         changed = self.store.replace(self._convert_all(items))
-        self.relists += 1
         log.info(
             "informer_listed",
             kind=self.kind.name,
@@ -102,7 +99,6 @@ class Informer(Generic[T]):
             item = self._convert(obj)
             if item is None:
                 continue
-            self.events += 1
             relevant = self.store.delete(item) if kind_of_event == "DELETED" else self.store.put(item)
             if relevant:
                 self.on_change()

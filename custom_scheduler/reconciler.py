@@ -42,7 +42,6 @@ class PassStats:
     pending: int = 0
     nodes: int = 0
     pods: int = 0
-    unschedulable_posted: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     plan_ms: float = 0.0
     duration_ms: float = 0.0
@@ -277,7 +276,6 @@ class Reconciler:
             stats.count(f"condition_{outcome.value}")
             return
         self._said[u.pod] = u.reason
-        stats.unschedulable_posted += 1
         log.info("pod_unschedulable", pod=u.pod, reason=u.reason, invalid=u.invalid)
         await self._event(pod, type_="Warning", reason="FailedScheduling", message=u.reason)
 

@@ -6,7 +6,9 @@ sleep standing in for an outcome); a timeout fails with what was last seen.
 
 from __future__ import annotations
 
+import base64
 import functools
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -17,7 +19,7 @@ from urllib.parse import quote
 import anyio
 import yaml
 
-from custom_scheduler.controlplane import KWOK_LABEL
+from custom_scheduler.controlplane import KWOK_LABEL, ControlPlane
 from custom_scheduler.kube import Kube
 from custom_scheduler.model import GROUP_NAME, MIN_AVAILABLE, Plan
 from custom_scheduler.reconciler import PassStats
@@ -227,6 +229,43 @@ class Passes:
                 self._changed = anyio.Event()
                 await self._changed.wait()
         return len(self.plans)
+
+
+@asynccontextmanager
+async def own_control_plane(*apiserver_args: str) -> AsyncIterator[ControlPlane]:
+    """A control plane of a test's own: for tests that stop its parts or change its flags."""
+    plane = ControlPlane(quiet=True, apiserver_args=list(apiserver_args))
+    await anyio.to_thread.run_sync(plane.start)
+    try:
+        yield plane
+    finally:
+        await anyio.to_thread.run_sync(plane.stop)
+
+
+async def service_account_kubeconfig(
+    cluster: Cluster, plane: ControlPlane, namespace: str, account: str, path: Path
+) -> Path:
+    """A kubeconfig whose identity is a ServiceAccount (a bearer token, as in its pods)."""
+    answer = await cluster.create(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600},
+        },
+    )
+    token = answer["status"]["token"]
+    ca = base64.b64encode(await anyio.Path(plane.pki / "ca.crt").read_bytes()).decode()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": plane.url, "certificate-authority-data": ca}}],
+        "users": [{"name": "u", "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "c",
+    }
+    await anyio.Path(path).write_text(json.dumps(config))
+    return path
 
 
 def phase(pod: dict[str, Any] | None) -> str:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-import pytest_asyncio
 
 from custom_scheduler.controlplane import ControlPlane
 from custom_scheduler.kube import connect
 from custom_scheduler.model import GROUP_NAME, MIN_AVAILABLE
-from tests.e2e.cluster import Cluster, condition, node_of, phase, unique
+from tests.e2e.cluster import Cluster, condition, node_of, own_control_plane, phase, unique
 from tests.e2e.conftest import NodeFactory
 
 
@@ -157,19 +155,11 @@ async def test_a_namespace_deleted_mid_pass_is_no_crash(
         )
 
 
-@pytest_asyncio.fixture
-async def no_priority_admission() -> AsyncIterator[ControlPlane]:
-    """A control plane whose API server does not resolve priorityClassName (admission off)."""
-    plane = ControlPlane(quiet=True, apiserver_args=["--disable-admission-plugins=Priority"])
-    await anyio.to_thread.run_sync(plane.start)
-    try:
-        yield plane
-    finally:
-        await anyio.to_thread.run_sync(plane.stop)
-
-
-async def test_an_unknown_priority_class_with_admission_off(no_priority_admission: ControlPlane) -> None:
-    async with connect(str(no_priority_admission.kubeconfig), None) as kube:
+async def test_an_unknown_priority_class_with_admission_off(control_plane: ControlPlane) -> None:
+    async with (
+        own_control_plane("--disable-admission-plugins=Priority") as plane,
+        connect(str(plane.kubeconfig), None) as kube,
+    ):
         cluster = Cluster(kube)
         await cluster.create_nodes(1, labels={"plain": "yes"}, prefix="plain")
         await cluster.create(

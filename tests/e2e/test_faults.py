@@ -13,7 +13,6 @@ import subprocess
 import sys
 import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from custom_scheduler.controlplane import ControlPlane
 from custom_scheduler.kube import connect
 from custom_scheduler.reconciler import Reconciler
 from custom_scheduler.settings import Settings, parse_selector
-from tests.e2e.cluster import Cluster, condition, node_of, phase
+from tests.e2e.cluster import Cluster, condition, node_of, own_control_plane, phase
 from tests.e2e.conftest import NodeFactory
 
 LOW, HIGH = "fault-low", "fault-high"
@@ -220,19 +219,8 @@ def _etcd_compact(etcd_url: str) -> int:
     return revision
 
 
-@pytest_asyncio.fixture
-async def own_plane() -> AsyncIterator[ControlPlane]:
-    """A control plane of this test's own: it is about to be stopped and started again."""
-    plane = ControlPlane(quiet=True)
-    await anyio.to_thread.run_sync(plane.start)
-    try:
-        yield plane
-    finally:
-        await anyio.to_thread.run_sync(plane.stop)
-
-
-async def test_an_api_server_restart_and_an_expired_watch_lose_nothing(own_plane: ControlPlane) -> None:
-    async with connect(str(own_plane.kubeconfig), None) as kube:
+async def test_an_api_server_restart_and_an_expired_watch_lose_nothing(control_plane: ControlPlane) -> None:
+    async with own_control_plane() as own_plane, connect(str(own_plane.kubeconfig), None) as kube:
         cluster = Cluster(kube)
         names = await cluster.create_nodes(3, labels={"restart": "yes"}, prefix="restart")
         await cluster.create(

@@ -7,7 +7,6 @@ elects a leader without a single 403; without any one of its rules, it fails.
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 import subprocess
@@ -24,7 +23,7 @@ from custom_scheduler.controlplane import REPO, ControlPlane, bin_dir
 from custom_scheduler.kube import ApiError, connect
 from custom_scheduler.service import run_scheduler
 from custom_scheduler.settings import Settings, parse_selector
-from tests.e2e.cluster import Cluster, condition, node_of, phase, unique
+from tests.e2e.cluster import Cluster, condition, node_of, phase, service_account_kubeconfig, unique
 from tests.e2e.conftest import NodeFactory
 
 ROLES = {d["kind"]: d for d in yaml.safe_load_all((REPO / "manifests" / "rbac.yaml").read_text())}
@@ -62,36 +61,6 @@ def install(plane: ControlPlane, namespace: str, tmp: Path) -> None:
     kubectl(plane, "apply", "--server-side", "-k", str(copy))
 
 
-async def service_account_kubeconfig(
-    cluster: Cluster, plane: ControlPlane, namespace: str, path: Path
-) -> Path:
-    """A kubeconfig whose identity is the scheduler's ServiceAccount (a token, as in a pod)."""
-    token = await cluster.create(
-        f"/api/v1/namespaces/{namespace}/serviceaccounts/custom-scheduler/token",
-        {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {"expirationSeconds": 3600},
-        },
-    )
-    ca = base64.b64encode(await anyio.Path(plane.pki / "ca.crt").read_bytes()).decode()
-    await anyio.Path(path).write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {"name": "c", "cluster": {"server": plane.url, "certificate-authority-data": ca}}
-                ],
-                "users": [{"name": "sa", "user": {"token": token["status"]["token"]}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "sa"}}],
-                "current-context": "c",
-            }
-        )
-    )
-    return path
-
-
 @pytest_asyncio.fixture
 async def installed(
     control_plane: ControlPlane, cluster: Cluster, tmp_path: Path
@@ -101,7 +70,9 @@ async def installed(
     await anyio.to_thread.run_sync(install, control_plane, namespace, tmp_path)
     yield (
         namespace,
-        await service_account_kubeconfig(cluster, control_plane, namespace, tmp_path / "sa.kubeconfig"),
+        await service_account_kubeconfig(
+            cluster, control_plane, namespace, "custom-scheduler", tmp_path / "sa.kubeconfig"
+        ),
     )
     await anyio.to_thread.run_sync(
         lambda: kubectl(

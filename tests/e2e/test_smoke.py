@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import json
+from pathlib import Path
 from typing import Any
 
 from custom_scheduler import convert
 from custom_scheduler.controlplane import ControlPlane
-from custom_scheduler.kube import Kube, Outcome, connect
-from tests.e2e.cluster import Cluster, node_of, phase
+from custom_scheduler.kube import Outcome, connect
+from tests.e2e.cluster import Cluster, node_of, phase, service_account_kubeconfig
 from tests.e2e.conftest import NodeFactory
 
 
@@ -107,35 +106,14 @@ async def test_eviction_removes_a_pod_and_a_budget_can_refuse_it(
 
 
 async def test_a_service_account_without_rights_is_forbidden(
-    control_plane: ControlPlane, cluster: Cluster, namespace: str
+    control_plane: ControlPlane, cluster: Cluster, namespace: str, tmp_path: Path
 ) -> None:
     await cluster.create_object(
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "nobody"}}, namespace
     )
-    token = await cluster.create(
-        f"/api/v1/namespaces/{namespace}/serviceaccounts/nobody/token",
-        {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {"expirationSeconds": 600},
-        },
-    )
-    kubeconfig = control_plane.workdir / f"{namespace}-nobody.kubeconfig"  # type: ignore[operator]
-    ca = base64.b64encode((control_plane.pki / "ca.crt").read_bytes()).decode()
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {"name": "c", "cluster": {"server": control_plane.url, "certificate-authority-data": ca}}
-                ],
-                "users": [{"name": "u", "user": {"token": token["status"]["token"]}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "c",
-            }
-        )
+    kubeconfig = await service_account_kubeconfig(
+        cluster, control_plane, namespace, "nobody", tmp_path / "kubeconfig"
     )
     async with connect(str(kubeconfig), None) as kube:
-        status, body = await Kube.call(kube, "GET", "/api/v1/pods")
+        status, body = await kube.call("GET", "/api/v1/pods")
     assert status == 403, body
