@@ -158,6 +158,8 @@ def _read_snapshot(source: str) -> Any:
         data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except OSError as error:
         raise UsageError(f"{name}: cannot read: {error.strerror or error}") from None
+    if not data.strip():
+        raise UsageError(f"{name}: is empty")
     import orjson
 
     try:
@@ -171,10 +173,16 @@ def _read_snapshot(source: str) -> Any:
     try:
         return yaml.load(data, Loader=loader)
     except yaml.YAMLError as yaml_error:
-        first = str(yaml_error).splitlines()[0] if str(yaml_error) else type(yaml_error).__name__
-        mark = getattr(yaml_error, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise UsageError(f"{name}: neither JSON nor YAML{where}: {first}") from None
+        raise UsageError(f"{name}: neither JSON nor YAML: {_yaml_problem(yaml_error)}") from None
+
+
+def _yaml_problem(error: Exception) -> str:
+    """What went wrong and where, on one line (PyYAML's own text spans several)."""
+    problem = getattr(error, "problem", None)
+    mark = getattr(error, "problem_mark", None)
+    if isinstance(problem, str) and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 # The client, HTTP and async libraries are imported only by the commands that talk to a

@@ -11,7 +11,7 @@ passed in) and does no I/O.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from custom_scheduler.model import GROUP_NAME, MIN_AVAILABLE, Node, Pod, PriorityClass, Snapshot
@@ -35,20 +35,35 @@ def _str(value: object) -> str:
 
 def _required(meta: dict[str, Any], field: str, kind: str, where: str) -> str:
     value = meta.get(field)
-    if not isinstance(value, str) or not value:
+    if isinstance(value, str) and value:
+        return value
+    if value is None or value == "":
         raise ConvertError(f"{kind} {where}has no metadata.{field}")
-    return value
+    raise ConvertError(f"{kind} {where}has a metadata.{field} that is not a string: {value!r:.60}")
+
+
+def _epoch(moment: date) -> float:
+    """Seconds since the epoch; a moment without a zone is UTC (the API server's only zone)."""
+    if not isinstance(moment, datetime):  # a bare date: its midnight
+        moment = datetime(moment.year, moment.month, moment.day)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 def parse_timestamp(value: object) -> float:
-    """RFC 3339 (`2025-06-01T13:00:00Z`, fractions and offsets too) to epoch seconds; 0.0 if unreadable."""
-    if not isinstance(value, str) or not value:
-        return 0.0
+    """RFC 3339 (`2025-06-01T13:00:00Z`, fractions and offsets too) to epoch seconds; 0.0 if unreadable.
+
+    A YAML snapshot written by hand may hold an unquoted timestamp, which YAML reads as a
+    datetime: that counts too.
+    """
+    if not isinstance(value, str):
+        return _epoch(value) if isinstance(value, date) else 0.0
     cached = _timestamps.get(value)
     if cached is not None:
         return cached
     try:
-        seconds = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        seconds = _epoch(datetime.fromisoformat(value))
     except ValueError:
         seconds = 0.0
     if len(_timestamps) < 100_000:  # pods created in the same second share a string
@@ -62,7 +77,7 @@ def node_from_api(obj: dict[str, Any], where: str = "") -> Node:
         raise ConvertError(f"Node {where}is not an object")
     meta = _dict(obj.get("metadata"))
     name = _required(meta, "name", "Node", where)
-    labels = {k: v for k, v in _dict(meta.get("labels")).items() if isinstance(v, str)}
+    labels = {k: v for k, v in _dict(meta.get("labels")).items() if isinstance(k, str) and isinstance(v, str)}
     ready = False
     conditions = _dict(obj.get("status")).get("conditions")
     if isinstance(conditions, list):
@@ -80,7 +95,7 @@ def pod_from_api(obj: dict[str, Any], where: str = "") -> Pod:
         raise ConvertError(f"Pod {where}is not an object")
     meta = _dict(obj.get("metadata"))
     name = _required(meta, "name", "Pod", where)
-    namespace = _required(meta, "namespace", "Pod", where or f"{name!r} ")
+    namespace = _required(meta, "namespace", "Pod", f"{where}{name!r} ")
     spec = _dict(obj.get("spec"))
     status = _dict(obj.get("status"))
     annotations = _dict(meta.get("annotations"))
@@ -128,6 +143,21 @@ def priority_class_from_api(obj: dict[str, Any], where: str = "") -> PriorityCla
     )
 
 
+def _what(value: object) -> str:
+    """A parsed document's type in the words of JSON and YAML, for error messages."""
+    if value is None:
+        return "an empty document"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
+
+
 _CONVERTERS = {"Node": node_from_api, "Pod": pod_from_api, "PriorityClass": priority_class_from_api}
 
 
@@ -137,10 +167,13 @@ def snapshot_from_list(obj: object) -> Snapshot:
     Items of other kinds are ignored. A typed list (`PodList`) may leave out its items' kind.
     """
     if not isinstance(obj, dict):
-        raise ConvertError(f"expected a List object, got {type(obj).__name__}")
+        raise ConvertError(f"expected a List object, got {_what(obj)}")
     list_kind = _str(obj.get("kind"))
+    # Another typed list (ConfigMapList) is the wrong file, not an empty cluster: say so.
     if list_kind != "List" and not (list_kind.endswith("List") and list_kind[:-4] in _CONVERTERS):
-        raise ConvertError(f"expected kind List, got {list_kind or 'no kind'}")
+        raise ConvertError(
+            f"expected kind List (or NodeList, PodList, PriorityClassList), got {list_kind or 'no kind'}"
+        )
     items = obj.get("items")
     if items is None:
         items = []
@@ -151,9 +184,10 @@ def snapshot_from_list(obj: object) -> Snapshot:
         if not isinstance(item, dict):
             raise ConvertError(f"item {i} is not an object")
         kind = _str(item.get("kind")) or (list_kind[:-4] if list_kind != "List" else "")
-        if not kind:
-            raise ConvertError(f"item {i} has no kind")
         where = f"item {i} "
+        if not kind:
+            name = _dict(item.get("metadata")).get("name")
+            raise ConvertError(f"{where}{f'({name!r:.60}) ' if name else ''}has no kind")
         if kind == "Node":
             nodes.append(node_from_api(item, where))
         elif kind == "Pod":
@@ -167,25 +201,44 @@ def snapshot_from_list(obj: object) -> Snapshot:
 # Request bodies
 
 
-def binding_body(namespace: str, name: str, node: str) -> dict[str, Any]:
-    """A v1 Binding of a pod to a node, for POST pods/binding."""
+def binding_body(namespace: str, name: str, node: str, uid: str = "") -> dict[str, Any]:
+    """A v1 Binding of a pod to a node, for POST pods/binding; `uid`, when given, must match.
+
+    The API server takes the Binding's metadata.uid as a precondition (as kube-scheduler sends
+    it): a pod deleted and created again under the same name answers 409 instead of being bound
+    to a node planned for its predecessor.
+    """
+    metadata = {"name": name, "namespace": namespace}
+    if uid:
+        metadata["uid"] = uid
     return {
         "apiVersion": "v1",
         "kind": "Binding",
-        "metadata": {"name": name, "namespace": namespace},
+        "metadata": metadata,
         "target": {"apiVersion": "v1", "kind": "Node", "name": node},
     }
 
 
-def eviction_body(namespace: str, name: str, grace_period_seconds: int | None = None) -> dict[str, Any]:
-    """A policy/v1 Eviction; without a grace period the pod's own applies."""
+def eviction_body(
+    namespace: str, name: str, grace_period_seconds: int | None = None, *, uid: str = ""
+) -> dict[str, Any]:
+    """A policy/v1 Eviction; without a grace period the pod's own applies; `uid`, when given, must match.
+
+    The uid precondition makes a pod created again under the victim's name (a StatefulSet's)
+    answer 409 rather than be evicted in its predecessor's place.
+    """
     body: dict[str, Any] = {
         "apiVersion": "policy/v1",
         "kind": "Eviction",
         "metadata": {"name": name, "namespace": namespace},
     }
+    options: dict[str, Any] = {}
     if grace_period_seconds is not None:
-        body["deleteOptions"] = {"gracePeriodSeconds": grace_period_seconds}
+        options["gracePeriodSeconds"] = grace_period_seconds
+    if uid:
+        options["preconditions"] = {"uid": uid}
+    if options:
+        body["deleteOptions"] = options
     return body
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from custom_scheduler.__main__ import main
+from custom_scheduler.__main__ import build_parser, main, settings_from_args
+from custom_scheduler.settings import Settings, parse_selector
 
 DATA = Path(__file__).parent / "data"
 DEMO_TWO = {
@@ -24,33 +28,69 @@ DEMO_TWO = {
     ],
     "unschedulable": [],
 }
+DEMO_ONE_REASON = (
+    "gang default/job-two-lowpri needs 2 nodes, 1 can be had: "
+    "1 node(s) hold a pod of equal or higher priority."
+)
+DEMO_ONE = {
+    "binds": [],
+    "nominations": [],
+    "evictions": [],
+    "unschedulable": [
+        {"pod": "default/job-two-lowpri-q9mfd", "reason": DEMO_ONE_REASON},
+        {"pod": "default/job-two-lowpri-x7k2p", "reason": DEMO_ONE_REASON},
+    ],
+}
+NOTHING: dict[str, list[Any]] = {"binds": [], "nominations": [], "evictions": [], "unschedulable": []}
 
 
-def node(name: str, labels: dict[str, str] | None = None, cordoned: bool = False) -> dict[str, object]:
+def node(
+    name: str, labels: dict[str, str] | None = None, *, cordoned: bool = False, ready: bool = True
+) -> dict[str, object]:
     return {
+        "apiVersion": "v1",
         "kind": "Node",
         "metadata": {"name": name, "labels": labels or {}},
         "spec": {"unschedulable": cordoned},
-        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+        "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
     }
 
 
 def pod(name: str, ns: str = "default", scheduler: str = "custom-scheduler") -> dict[str, object]:
     return {
+        "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "creationTimestamp": "2025-06-01T00:00:00Z"},
-        "spec": {"schedulerName": scheduler},
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "uid": f"uid-{ns}-{name}",
+            "creationTimestamp": "2025-06-01T00:00:00Z",
+        },
+        "spec": {"schedulerName": scheduler, "containers": [{"name": "main", "image": "pause"}]},
         "status": {"phase": "Pending"},
     }
+
+
+def cluster(*items: dict[str, object]) -> dict[str, object]:
+    return {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": list(items)}
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     try:
         code = main(list(argv))
     except SystemExit as exit_:
-        code = int(exit_.code or 0)
+        code = exit_.code if isinstance(exit_.code, int) else 1
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def plan_of(capsys: pytest.CaptureFixture[str], path: str, *flags: str) -> dict[str, Any]:
+    code, out, err = run(capsys, "plan", "--snapshot", path, *flags)
+    assert (code, err) == (0, ""), err
+    assert out.endswith("\n") and out.count("\n") == 1, "one JSON object on one line"
+    result: dict[str, Any] = json.loads(out)
+    assert list(result) == ["binds", "nominations", "evictions", "unschedulable"]
+    return result
 
 
 def write(tmp_path: Path, doc: object, name: str = "snap.json") -> str:
@@ -59,61 +99,126 @@ def write(tmp_path: Path, doc: object, name: str = "snap.json") -> str:
     return str(path)
 
 
-def test_demo_two_from_a_file(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "plan", "--snapshot", str(DATA / "demo-two.json"))
-    assert (code, err) == (0, "")
-    assert json.loads(out) == DEMO_TWO
+def stdin_of(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
 
 
-def test_yaml_is_accepted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+# -- SPEC answers -------------------------------------------------------------------------------
+
+
+def test_demo_two_from_a_json_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert plan_of(capsys, str(DATA / "demo-two.json")) == DEMO_TWO
+
+
+def test_demo_one_from_kubectls_yaml(capsys: pytest.CaptureFixture[str]) -> None:
+    assert plan_of(capsys, str(DATA / "demo-one.yaml")) == DEMO_ONE
+
+
+def test_yaml_and_json_give_the_same_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "snap.yaml"
     path.write_text(yaml.safe_dump(json.loads((DATA / "demo-two.json").read_text())))
-    code, out, _ = run(capsys, "plan", "--snapshot", str(path))
-    assert code == 0 and json.loads(out) == DEMO_TWO
+    assert plan_of(capsys, str(path)) == DEMO_TWO
+
+
+def test_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    stdin_of(monkeypatch, (DATA / "demo-one.yaml").read_bytes())
+    assert plan_of(capsys, "-") == DEMO_ONE
+
+
+def test_a_pending_pod_goes_to_the_first_ready_node_by_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, cluster(node("n2"), node("n1"), pod("a")))
+    assert plan_of(capsys, path) == {**NOTHING, "binds": [{"pod": "default/a", "node": "n1"}]}
+
+
+def test_another_schedulers_pod_is_left_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, cluster(node("n1"), pod("theirs", scheduler="default-scheduler")))
+    assert plan_of(capsys, path) == NOTHING
+
+
+def test_cordoned_and_not_ready_nodes_are_not_used(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nodes = (node("n1", cordoned=True), node("n2", ready=False), node("n3"))
+    path = write(tmp_path, cluster(*nodes, pod("a")))
+    assert plan_of(capsys, path)["binds"] == [{"pod": "default/a", "node": "n3"}]
+    path = write(tmp_path, cluster(*nodes[:2], pod("a")))
+    result = plan_of(capsys, path)
+    assert (result["binds"], [u["pod"] for u in result["unschedulable"]]) == ([], ["default/a"])
 
 
 def test_flags_are_honoured(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    doc = {
-        "kind": "List",
-        "items": [
-            node("n1"),
-            node("n2", {"pool": "gpu"}),
-            node("n3", {"pool": "gpu"}, cordoned=True),
-            pod("a"),
-            pod("b", ns="other"),
-            pod("c", scheduler="team-x"),
-        ],
-    }
+    doc = cluster(
+        node("n1"),
+        node("n2", {"pool": "gpu"}),
+        node("n3", {"pool": "gpu"}, cordoned=True),
+        pod("a"),
+        pod("b", ns="other"),
+        pod("c", scheduler="team-x"),
+    )
     path = write(tmp_path, doc)
-    _, out, _ = run(capsys, "plan", "--snapshot", path)
-    assert json.loads(out)["binds"] == [{"pod": "default/a", "node": "n1"}, {"pod": "other/b", "node": "n2"}]
-    _, out, _ = run(capsys, "plan", "--snapshot", path, "--namespace", "other", "--node-selector", "pool=gpu")
-    assert json.loads(out)["binds"] == [{"pod": "other/b", "node": "n2"}]
-    _, out, _ = run(capsys, "plan", "--snapshot", path, "--scheduler-name", "team-x")
-    assert json.loads(out)["binds"] == [{"pod": "default/c", "node": "n1"}]
+    assert plan_of(capsys, path)["binds"] == [
+        {"pod": "default/a", "node": "n1"},
+        {"pod": "other/b", "node": "n2"},
+    ]
+    assert plan_of(capsys, path, "--namespace", "other")["binds"] == [{"pod": "other/b", "node": "n1"}]
+    assert plan_of(capsys, path, "--node-selector", "pool=gpu")["binds"] == [
+        {"pod": "default/a", "node": "n2"}
+    ]
+    assert plan_of(capsys, path, "--namespace", "other", "--node-selector", "pool in (gpu)")["binds"] == [
+        {"pod": "other/b", "node": "n2"}
+    ]
+    assert plan_of(capsys, path, "--scheduler-name", "team-x")["binds"] == [
+        {"pod": "default/c", "node": "n1"}
+    ]
 
 
-def test_stdin_through_the_real_entry_point() -> None:
+def test_the_real_entry_point_reads_stdin() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "custom_scheduler", "plan", "--snapshot", "-"],
         input=(DATA / "demo-two.json").read_bytes(),
         capture_output=True,
         check=False,
     )
-    assert done.returncode == 0, done.stderr
+    assert (done.returncode, done.stderr) == (0, b"")
     assert json.loads(done.stdout) == DEMO_TWO
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+
+def assert_one_line(code: int, out: str, err: str, prefix: str, problem: str) -> None:
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and err.endswith("\n") and "Traceback" not in err
+    assert err.startswith(prefix), err
+    assert problem in err, err
 
 
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        (None, "cannot read: No such file or directory"),
-        ("{not json", "invalid JSON"),
-        ("a: [unclosed", "neither JSON nor YAML"),
-        ("[1, 2]", "expected a List object, got list"),
-        ("42", "expected a List object, got int"),
-        ('{"kind": "Pod"}', "expected kind List, got Pod"),
-        ('{"kind": "List", "items": [{"kind": "Node", "metadata": {}}]}', "Node item 0 has no metadata.name"),
+        (None, ": cannot read: No such file or directory"),
+        ("", ": is empty"),
+        (" \n\t\n", ": is empty"),
+        ("{not json", ": invalid JSON: "),
+        ('{"kind": "List", "items": [}', ": invalid JSON: "),
+        ("a: [unclosed", ": neither JSON nor YAML: did not find expected ',' or ']' (line 2, column 1)"),
+        ("kind: List\n items: []\n- x", ": neither JSON nor YAML: "),
+        ("kind: List\n---\nkind: List\n", ": neither JSON nor YAML: "),  # two documents
+        ("[1, 2]", ": expected a List object, got an array"),
+        ("42", ": expected a List object, got a number"),
+        ("just words", ": expected a List object, got a string"),
+        ('{"kind": "Pod"}', ": expected kind List (or NodeList, PodList, PriorityClassList), got Pod"),
+        (
+            '{"kind": "List", "items": [{"kind": "Node", "metadata": {}}]}',
+            ": Node item 0 has no metadata.name",
+        ),
+        (
+            "kind: List\nitems:\n- kind: Pod\n  metadata: {name: a}\n",
+            ": Pod item 0 'a' has no metadata.namespace",
+        ),
+        ('{"kind": "List", "items": [{"metadata": {"name": "a"}}]}', ": item 0 ('a') has no kind"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_file(
@@ -123,23 +228,157 @@ def test_bad_input_is_one_line_naming_the_file(
     if content is not None:
         path.write_text(content)
     code, out, err = run(capsys, "plan", "--snapshot", str(path))
-    assert code == 2 and out == ""
-    assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith(f"custom-scheduler: {path}: ") and problem in err
+    assert_one_line(code, out, err, f"custom-scheduler: {path}: ", problem)
 
 
-def test_a_directory_and_a_bad_selector(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "plan", "--snapshot", str(tmp_path))
-    assert code == 2 and err.startswith(f"custom-scheduler: {tmp_path}: cannot read")
-    code, _, err = run(
-        capsys, "plan", "--snapshot", str(DATA / "demo-two.json"), "--node-selector", "a in ()"
+def test_bad_stdin_is_named_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stdin_of(monkeypatch, b"{oops")
+    code, out, err = run(capsys, "plan", "--snapshot", "-")
+    assert_one_line(code, out, err, "custom-scheduler: <stdin>: ", "invalid JSON")
+
+
+def test_binary_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "snap.json.gz"
+    path.write_bytes(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xff\xfe\x80\x81")
+    code, out, err = run(capsys, "plan", "--snapshot", str(path))
+    assert_one_line(code, out, err, f"custom-scheduler: {path}: ", "neither JSON nor YAML")
+
+
+def test_a_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "plan", "--snapshot", str(tmp_path))
+    assert_one_line(code, out, err, f"custom-scheduler: {tmp_path}: ", "cannot read: Is a directory")
+
+
+def test_an_unreadable_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "snap.json"
+    path.write_text("{}")
+
+    def refuse(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    # Root reads files whatever their mode: the refusal is simulated where it is raised.
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    code, out, err = run(capsys, "plan", "--snapshot", str(path))
+    assert_one_line(code, out, err, f"custom-scheduler: {path}: ", "cannot read: Permission denied")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_a_file_without_read_permission(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "snap.json"
+    path.write_text("{}")
+    path.chmod(0)
+    code, out, err = run(capsys, "plan", "--snapshot", str(path))
+    assert_one_line(code, out, err, f"custom-scheduler: {path}: ", "cannot read: Permission denied")
+
+
+@pytest.mark.parametrize(
+    ("selector", "problem"),
+    [
+        ("a in ()", "label selector term 'a in ()' lists no values"),
+        ("=x", "label selector term '=x' is not valid"),
+        ("a=b,,c", "label selector term '' is not valid"),
+    ],
+)
+def test_a_bad_selector_is_one_line_naming_the_flag(
+    capsys: pytest.CaptureFixture[str], selector: str, problem: str
+) -> None:
+    code, out, err = run(
+        capsys, "plan", "--snapshot", str(DATA / "demo-two.json"), "--node-selector", selector
     )
-    assert code == 2 and "--node-selector" in err and err.count("\n") == 1
+    assert_one_line(code, out, err, "custom-scheduler: --node-selector: ", problem)
+
+
+def test_bad_input_through_the_real_entry_point(tmp_path: Path) -> None:
+    path = write(tmp_path, {"kind": "List", "items": [{"kind": "Pod", "metadata": {"namespace": "ns"}}]})
+    done = subprocess.run(
+        [sys.executable, "-m", "custom_scheduler", "plan", "--snapshot", path],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"custom-scheduler: {path}: Pod item 0 has no metadata.name\n"
+
+
+# -- the parser ---------------------------------------------------------------------------------
+
+
+def test_run_flags_become_settings() -> None:
+    argv = [
+        "run",
+        "--kubeconfig", "/k", "--context", "c", "--scheduler-name", "s", "--namespace", "ns",
+        "--node-selector", "pool=a", "--interval", "2.5", "--max-concurrency", "8", "--dry-run",
+        "--log-format", "json", "--log-level", "debug",
+    ]  # fmt: skip
+    settings = settings_from_args(build_parser().parse_args(argv))
+    assert settings == Settings(
+        scheduler_name="s",
+        namespace="ns",
+        node_selector=parse_selector("pool=a"),
+        interval=2.5,
+        max_concurrency=8,
+        dry_run=True,
+        log_format="json",
+        log_level="debug",
+        kubeconfig="/k",
+        context="c",
+    )
+
+
+def test_defaults_are_the_specs() -> None:
+    run_settings = settings_from_args(build_parser().parse_args(["run"]))
+    assert (run_settings.interval, run_settings.max_concurrency, run_settings.log_format) == (5.0, 32, "auto")
+    assert run_settings.scheduler_name == "custom-scheduler" and run_settings.namespace is None
+    plan_settings = settings_from_args(build_parser().parse_args(["plan", "--snapshot", "-"]))
+    assert plan_settings == Settings()
+
+
+@pytest.mark.parametrize(
+    ("flags", "problem"),
+    [
+        (["--interval", "0"], "--interval must be more than 0 seconds"),
+        (["--max-concurrency", "0"], "--max-concurrency must be at least 1"),
+        (["--node-selector", "!"], "--node-selector: "),
+    ],
+)
+def test_bad_run_values_stop_before_anything_runs(
+    capsys: pytest.CaptureFixture[str], flags: list[str], problem: str
+) -> None:
+    code, out, err = run(capsys, "run", *flags)
+    assert_one_line(code, out, err, "custom-scheduler: ", problem)
+
+
+@pytest.mark.parametrize("argv", [[], ["plan", "--interval", "3"], ["run", "--log-format", "xml"]])
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (2, "") and err.startswith("usage: custom-scheduler")
 
 
 def test_help_works_both_ways() -> None:
-    for argv in (["custom-scheduler", "--help"], [sys.executable, "-m", "custom_scheduler", "--help"]):
-        if argv[0] == "custom-scheduler":
-            argv[0] = str(Path(sys.executable).parent / "custom-scheduler")
+    script = str(Path(sys.executable).parent / "custom-scheduler")
+    for argv in ([script, "--help"], [sys.executable, "-m", "custom_scheduler", "--help"]):
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         assert done.returncode == 0 and "plan" in done.stdout and "run" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "flags"),
+    [
+        ("plan", "--snapshot --kubeconfig --context --scheduler-name --namespace --node-selector"),
+        (
+            "run",
+            "--kubeconfig --context --scheduler-name --namespace --node-selector --interval "
+            "--max-concurrency --dry-run --log-format --log-level",
+        ),
+    ],
+)
+def test_each_command_documents_its_flags(
+    capsys: pytest.CaptureFixture[str], command: str, flags: list[str]
+) -> None:
+    code, out, _ = run(capsys, command, "--help")
+    assert code == 0
+    assert [f for f in flags if f not in out] == []
