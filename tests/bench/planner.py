@@ -17,7 +17,7 @@ import argparse
 import cProfile
 import datetime
 import gc
-import json
+import os
 import platform
 import pstats
 import random
@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from custom_scheduler.convert import snapshot_from_list
 from custom_scheduler.model import GROUP_NAME, MIN_AVAILABLE, Snapshot
@@ -50,90 +52,132 @@ def _node(name: str, rng: random.Random) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "pool": rng.choice("ab")}},
+        "metadata": {
+            "name": name,
+            "uid": f"uid-{name}",
+            "creationTimestamp": _stamp(0),
+            "labels": {"kubernetes.io/hostname": name, "pool": rng.choice("ab")},
+            "managedFields": [{"manager": "kubelet", "operation": "Update", "subresource": "status"}],
+        },
         "spec": {"unschedulable": rng.random() < 0.01},
         "status": {
             "conditions": [
-                {"type": "MemoryPressure", "status": "False"},
-                {"type": "Ready", "status": "True" if rng.random() > 0.01 else "False"},
+                {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory"},
+                {
+                    "type": "Ready",
+                    "status": "True" if rng.random() > 0.01 else "False",
+                    "reason": "KubeletReady",
+                },
             ],
             "allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"},
         },
     }
 
 
-def _pod(name: str, rng: random.Random, *, scheduler: str, node: str = "", **extra: Any) -> dict[str, Any]:
-    klass = rng.choice(list(CLASSES))
-    pod: dict[str, Any] = {
+class _Unit:
+    """What pods of one unit (a gang, or a single pod) share: namespace, class, creation time."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.namespace = f"team-{rng.randrange(20)}"
+        self.klass = rng.choice(list(CLASSES))
+        self.created = rng.randrange(86_400)
+        # How the pod's priority is known: admission filled spec.priority (most), the class
+        # only (admission off), or nothing at all (the globalDefault class applies).
+        draw = rng.random()
+        self.route = "spec" if draw < 0.8 else "class" if draw < 0.95 else "default"
+
+
+def _pod(
+    name: str, unit: _Unit, *, scheduler: str, node: str = "", annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "schedulerName": scheduler,
+        "containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10", "resources": {}}],
+        "restartPolicy": "Never",
+    }
+    if unit.route != "default":
+        spec["priorityClassName"] = unit.klass
+    if unit.route == "spec":
+        spec["priority"] = CLASSES[unit.klass]
+        spec["preemptionPolicy"] = "PreemptLowerPriority"
+    if node:
+        spec["nodeName"] = node
+    return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
             "name": name,
-            "namespace": f"team-{rng.randrange(20)}",
-            "uid": f"uid-{name}",
-            "creationTimestamp": _stamp(rng.randrange(86_400)),
+            "namespace": unit.namespace,
+            "uid": f"uid-{unit.namespace}-{name}",
+            "creationTimestamp": _stamp(unit.created),
             "labels": {"app": name.rsplit("-", 1)[0]},
-            "annotations": extra.pop("annotations", {}),
+            "annotations": annotations or {},
             "managedFields": [{"manager": "kube-controller-manager", "operation": "Update"}],
         },
-        "spec": {
-            "schedulerName": scheduler,
-            "priorityClassName": klass,
-            "priority": CLASSES[klass],
-            "containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10", "resources": {}}],
-        },
+        "spec": spec,
         "status": {"phase": "Running" if node else "Pending", "qosClass": "BestEffort"},
     }
-    if node:
-        pod["spec"]["nodeName"] = node
-    if extra.get("deleting"):
-        pod["metadata"]["deletionTimestamp"] = _stamp(90_000)
-    if extra.get("nominated"):
-        pod["status"]["nominatedNodeName"] = extra["nominated"]
-    return pod
 
 
 def generate(n_nodes: int, n_pods: int, seed: int = 1) -> dict[str, Any]:
-    """A `kubectl get nodes,pods,priorityclasses -A -o json` List of this size."""
+    """A `kubectl get nodes,pods,priorityclasses -A -o json` List of this size.
+
+    Half the pods are bound and Running: ours on 80% of the nodes (one per node, the rule),
+    another scheduler's for the rest. The other half are ours and pending. Of all our pods, 30%
+    are in gangs of 2 to 8 (min-available = size, one namespace and class per gang): some fully
+    running, some partly running with members still pending, most all pending. 1% of our bound
+    pods are terminating, 1% of pending singles are nominated, 1% of nodes are NotReady or cordoned.
+    """
     rng = random.Random(seed)
     nodes = [f"node-{i:05d}" for i in range(n_nodes)]
     items: list[dict[str, Any]] = [_node(n, rng) for n in nodes]
     items += [
-        {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": k}, "value": v}
+        {
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": k, "uid": f"uid-{k}"},
+            "value": v,
+            "globalDefault": k == "default",
+            "preemptionPolicy": "PreemptLowerPriority",
+        }
         for k, v in CLASSES.items()
     ]
-    bound = n_pods // 2
-    ours_bound = int(n_nodes * 0.8)
-    for i, node in enumerate(rng.sample(nodes, ours_bound)):
-        annotations = {}
-        if i % 10 < 3:  # running gangs of 4
-            annotations = {GROUP_NAME: f"running-{i // 4}", MIN_AVAILABLE: "4"}
-        items.append(
-            _pod(
-                f"svc-{i}",
-                rng,
-                scheduler="custom-scheduler",
-                node=node,
-                annotations=annotations,
-                deleting=rng.random() < 0.01,
-            )
-        )
-    for i in range(bound - ours_bound):
-        items.append(_pod(f"other-{i}", rng, scheduler="default-scheduler", node=rng.choice(nodes)))
-    made = 0
-    while made < n_pods - bound:
-        if rng.random() < 0.3:
-            size = rng.randint(2, 8)
-            annotations = {GROUP_NAME: f"job-{made}", MIN_AVAILABLE: str(size)}
-            for m in range(size):
-                items.append(
-                    _pod(f"job-{made}-{m}", rng, scheduler="custom-scheduler", annotations=annotations)
-                )
-            made += size
-        else:
-            nominated = rng.choice(nodes) if rng.random() < 0.01 else ""
-            items.append(_pod(f"web-{made}", rng, scheduler="custom-scheduler", nominated=nominated))
-            made += 1
+    ours_free = rng.sample(nodes, int(n_nodes * 0.8))  # nodes our bound pods take, one each
+    bound_left, pending_left = len(ours_free), n_pods // 2
+    ours: list[tuple[str, _Unit, str, dict[str, str]]] = []  # name, unit, node ("": pending), annotations
+
+    gang_left = int(0.3 * (bound_left + pending_left))
+    g = 0
+    while gang_left >= 2:
+        size = min(rng.randint(2, 8), gang_left)
+        draw = rng.random()
+        # Members already running: all of them, some of them, or none.
+        running = size if draw < 0.15 else rng.randint(1, size - 1) if draw < 0.35 else 0
+        if running > bound_left or size - running > pending_left:
+            break
+        unit = _Unit(rng)
+        annotations = {GROUP_NAME: f"job-{g}", MIN_AVAILABLE: str(size)}
+        for m in range(size):
+            node = ours_free.pop() if m < running else ""
+            ours.append((f"job-{g}-{m}", unit, node, annotations))
+        bound_left -= running
+        pending_left -= size - running
+        gang_left -= size
+        g += 1
+    for i in range(bound_left):
+        ours.append((f"svc-{i}", _Unit(rng), ours_free.pop(), {}))
+    for i in range(pending_left):
+        ours.append((f"web-{i}", _Unit(rng), "", {}))
+
+    for name, unit, node, annotations in ours:
+        pod = _pod(name, unit, scheduler="custom-scheduler", node=node, annotations=annotations)
+        if node and rng.random() < 0.01:
+            pod["metadata"]["deletionTimestamp"] = _stamp(90_000)
+        elif not node and not annotations and rng.random() < 0.01:
+            pod["status"]["nominatedNodeName"] = rng.choice(nodes)
+        items.append(pod)
+    for i in range(n_pods // 2 - len(nodes) * 8 // 10):
+        items.append(_pod(f"other-{i}", _Unit(rng), scheduler="default-scheduler", node=rng.choice(nodes)))
     return {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": items}
 
 
@@ -150,8 +194,12 @@ def measure(n_nodes: int, n_pods: int) -> dict[str, Any]:
     """Figures for one size; progress on stderr."""
     print(f"  {n_nodes:,} nodes, {n_pods:,} pods: generating", file=sys.stderr, flush=True)
     doc = generate(n_nodes, n_pods)
+    raw = orjson.dumps(doc)
+    gc.disable()  # as the CLI parses and converts
+    parse_s = _median_seconds(lambda: orjson.loads(raw), 3)
     snapshot: Snapshot = snapshot_from_list(doc)
     convert_s = _median_seconds(lambda: snapshot_from_list(doc), 3)
+    gc.enable()
     print(
         "    timing plan() x5, with the collector on, then paused as the scheduler runs it",
         file=sys.stderr,
@@ -162,21 +210,28 @@ def measure(n_nodes: int, n_pods: int) -> dict[str, Any]:
     plan_s = _median_seconds(lambda: plan(snapshot, settings=Settings()), 5)
     gc.enable()
     result = plan(snapshot, settings=Settings())
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(doc, f)
-        path = f.name
     print(
         "    timing the whole `custom-scheduler plan --snapshot FILE` process x3", file=sys.stderr, flush=True
     )
-    command = [sys.executable, "-m", "custom_scheduler", "plan", "--snapshot", path]
-    process_s = _median_seconds(lambda: subprocess.run(command, check=True, capture_output=True), 3)
-    Path(path).unlink()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "snapshot.json"
+        path.write_bytes(raw)
+        command = [sys.executable, "-m", "custom_scheduler", "plan", "--snapshot", str(path)]
+        outputs: list[bytes] = []
+        process_s = _median_seconds(
+            lambda: outputs.append(subprocess.run(command, check=True, capture_output=True).stdout), 3
+        )
+    # Not a timing assertion: the process must have planned what plan() did, or its time means nothing.
+    if orjson.loads(outputs[0]) != result.to_json():
+        raise SystemExit("the plan process printed another plan than plan() returned")
     return {
         "nodes": n_nodes,
         "pods": n_pods,
         "plan_s": plan_s,
         "plan_gc_s": plan_gc_s,
+        "parse_s": parse_s,
         "convert_s": convert_s,
+        "megabytes": len(raw) / 1e6,
         "process_s": process_s,
         "binds": len(result.binds),
         "nominations": len(result.nominations),
@@ -187,16 +242,11 @@ def measure(n_nodes: int, n_pods: int) -> dict[str, Any]:
 
 def machine() -> str:
     """CPU model, cores, Python."""
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
+    cpu = platform.processor() or "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():  # Linux; elsewhere platform's answer stands
+        models = [line for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        cpu = models[0].split(":", 1)[1].strip() if models else cpu
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
@@ -206,18 +256,21 @@ def report(rows: list[dict[str, Any]]) -> str:
         "## Planner",
         "",
         f"`make bench-planner` on {datetime.date.today().isoformat()}: {machine()}. One core (the planner is",
-        "single-threaded). Clusters shaped like `kubectl get nodes,pods,priorityclasses -A -o json`: half",
-        "the pods bound (ours on 80% of the nodes, the rest another scheduler's), half ours and pending,",
-        "30% of ours in gangs of 2 to 8, five priority classes, 1% of nodes NotReady or cordoned.",
+        "single-threaded). Clusters shaped like `kubectl get nodes,pods,priorityclasses -A -o json`",
+        "(seeded): half the pods bound and Running (ours on 80% of the nodes, one each, the rest another",
+        "scheduler's), half ours and pending; 30% of ours in gangs of 2 to 8 (min-available = size; some",
+        "fully running, some partly running, most all pending); five priority classes, one the",
+        "global default, priorities from `spec.priority` (80%), the class only (15%) or the default (5%);",
+        "1% of nodes NotReady or cordoned, 1% of our bound pods terminating, 1% of pending pods nominated.",
         "",
-        "| nodes | pods | `plan()` | `plan()`, collector on | convert API JSON | "
+        "| nodes | pods | JSON | `plan()` | `plan()`, collector on | parse JSON (orjson) | convert | "
         "whole `plan --snapshot` process | binds | nominations | evictions | pending |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['nodes']:,} | {r['pods']:,} | {r['plan_s']:.3f} s | {r['plan_gc_s']:.3f} s | "
-            f"{r['convert_s']:.3f} s | "
+            f"| {r['nodes']:,} | {r['pods']:,} | {r['megabytes']:.0f} MB | {r['plan_s']:.3f} s | "
+            f"{r['plan_gc_s']:.3f} s | {r['parse_s']:.3f} s | {r['convert_s']:.3f} s | "
             f"{r['process_s']:.2f} s | {r['binds']:,} | {r['nominations']:,} | {r['evictions']:,} | "
             f"{r['unschedulable']:,} |"
         )
@@ -230,7 +283,9 @@ def report(rows: list[dict[str, Any]]) -> str:
         "",
         "`plan()` is timed as the scheduler and the CLI run it, with Python's cyclic collector paused for",
         "the pass (medians of 5). With the collector on, it rescans every live object, here the million",
-        "objects of the parsed JSON besides the snapshot, many times per pass: the second column.",
+        "objects of the parsed JSON besides the snapshot, many times per pass: that column. Parsing and",
+        "converting (collector paused, as the CLI runs them) are medians of 3; so is the whole process",
+        "(start, read, parse, convert, plan, print).",
         "",
         "Work is near-linear apart from sorting: nodes live in a ledger (free nodes in a heap, preemption",
         "candidates in victim order with a Fenwick tree counting them by priority), so a unit that cannot",
@@ -263,7 +318,9 @@ def main() -> int:
     if args.profile:
         snapshot = snapshot_from_list(generate(*SIZES[-1]))
         profiler = cProfile.Profile()
+        gc.disable()  # as the scheduler and the CLI run a pass
         profiler.runcall(plan, snapshot, settings=Settings())
+        gc.enable()
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
         return 0
     print("planner benchmark:", file=sys.stderr)
