@@ -197,7 +197,7 @@ class Reconciler:
 
     async def _bind(self, b: Bind, pod: Pod, stats: PassStats) -> None:
         outcome = await self._kube().bind(
-            pod.namespace, pod.name, b.node, convert.binding_body(pod.namespace, pod.name, b.node)
+            pod.namespace, pod.name, b.node, convert.binding_body(pod.namespace, pod.name, b.node, pod.uid)
         )
         if outcome is Outcome.OK:
             self.cache.assume_bound(pod.uid, b.node, now=self.clock())
@@ -223,7 +223,7 @@ class Reconciler:
         outcome = await kube.patch_status(pod.namespace, pod.name, condition)
         if outcome is Outcome.OK:
             outcome = await kube.evict(
-                pod.namespace, pod.name, convert.eviction_body(pod.namespace, pod.name, None)
+                pod.namespace, pod.name, convert.eviction_body(pod.namespace, pod.name, None, uid=pod.uid)
             )
         if self.metrics is not None:
             self.metrics.evictions.labels(outcome.value).inc()
