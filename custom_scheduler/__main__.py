@@ -8,8 +8,11 @@ and the problem, never a traceback.
 from __future__ import annotations
 
 import argparse
+import codecs
 import gc
+import itertools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -20,6 +23,7 @@ from custom_scheduler.planner import plan
 from custom_scheduler.settings import DEFAULT_SCHEDULER_NAME, SelectorError, Settings, parse_selector
 
 EXIT_BAD_INPUT = 2
+EXIT_BROKEN_PIPE = 141  # as a filter killed by SIGPIPE exits
 
 
 class UsageError(Exception):
@@ -158,6 +162,7 @@ def _read_snapshot(source: str) -> Any:
         data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except OSError as error:
         raise UsageError(f"{name}: cannot read: {error.strerror or error}") from None
+    data = data.removeprefix(codecs.BOM_UTF8)  # some editors and shells write one; orjson refuses it
     if not data.strip():
         raise UsageError(f"{name}: is empty")
     import orjson
@@ -167,6 +172,13 @@ def _read_snapshot(source: str) -> Any:
     except orjson.JSONDecodeError as json_error:
         if data.lstrip()[:1] in (b"{", b"["):
             raise UsageError(f"{name}: invalid JSON: {json_error}") from None
+    # libyaml recurses on nested flow collections ([[[...]]]) and crashes the interpreter
+    # beyond some ten thousand levels: refuse them first, as orjson does past 1,024.
+    opening = data.count(b"[") + data.count(b"{")  # a bound on the depth, in C: most files stop here
+    if opening > MAX_YAML_DEPTH and (depth := _flow_depth(data)) > MAX_YAML_DEPTH:
+        raise UsageError(
+            f"{name}: neither JSON nor YAML: nested {depth} levels deep (at most {MAX_YAML_DEPTH})"
+        )
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -174,6 +186,16 @@ def _read_snapshot(source: str) -> Any:
         return yaml.load(data, Loader=loader)
     except yaml.YAMLError as yaml_error:
         raise UsageError(f"{name}: neither JSON nor YAML: {_yaml_problem(yaml_error)}") from None
+
+
+MAX_YAML_DEPTH = 1000
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _flow_depth(data: bytes) -> int:
+    """The deepest nesting of brackets and braces (those inside strings count too: an upper bound)."""
+    brackets = data.translate(None, _NOT_BRACKETS)
+    return max(itertools.accumulate(1 if b in b"[{" else -1 for b in brackets), default=0)
 
 
 def _yaml_problem(error: Exception) -> str:
@@ -209,7 +231,13 @@ def _plan(args: argparse.Namespace, settings: Settings) -> int:
             result = anyio.run(live_plan, settings)
         except KubeconfigError as error:
             raise UsageError(str(error)) from None
-    sys.stdout.write(json.dumps(result.to_json()) + "\n")
+    try:
+        sys.stdout.write(json.dumps(result.to_json()) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader left (`| head`): nothing more to say, and nothing for the exit to flush.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     return 0
 
 

@@ -185,6 +185,35 @@ def test_the_real_entry_point_reads_stdin() -> None:
     assert json.loads(done.stdout) == DEMO_TWO
 
 
+def test_a_byte_order_mark_is_read_past(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "snap.json"
+    path.write_bytes(b"\xef\xbb\xbf" + (DATA / "demo-two.json").read_bytes())
+    assert plan_of(capsys, str(path)) == DEMO_TWO
+    path.write_text((DATA / "demo-one.yaml").read_text(), encoding="utf-16")  # PowerShell's `>`
+    assert plan_of(capsys, str(path)) == DEMO_ONE
+
+
+def test_many_shallow_brackets_are_not_deep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "snap.yaml"
+    path.write_text("kind: List\nitems: []\nmetadata: {fields: [" + "{}, [], " * 2000 + "]}\n")
+    assert plan_of(capsys, str(path)) == NOTHING
+
+
+def test_a_reader_that_leaves_early_is_no_error() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "custom_scheduler", "plan", "--snapshot", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before the snapshot is even sent: the output has nowhere to go
+    process.stdin.write((DATA / "demo-two.json").read_bytes())
+    process.stdin.close()
+    assert (process.wait(timeout=60), process.stderr.read()) == (141, b"")
+    process.stderr.close()
+
+
 # -- bad input ----------------------------------------------------------------------------------
 
 
@@ -206,6 +235,8 @@ def assert_one_line(code: int, out: str, err: str, prefix: str, problem: str) ->
         ("a: [unclosed", ": neither JSON nor YAML: did not find expected ',' or ']' (line 2, column 1)"),
         ("kind: List\n items: []\n- x", ": neither JSON nor YAML: "),
         ("kind: List\n---\nkind: List\n", ": neither JSON nor YAML: "),  # two documents
+        ("a: " + "[" * 5000 + "]" * 5000, ": neither JSON nor YAML: nested 5000 levels deep (at most 1000)"),
+        ("[" * 5000 + "]" * 5000, ": invalid JSON: "),
         ("[1, 2]", ": expected a List object, got an array"),
         ("42", ": expected a List object, got a number"),
         ("just words", ": expected a List object, got a string"),
