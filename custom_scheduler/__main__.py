@@ -24,6 +24,8 @@ from custom_scheduler.settings import DEFAULT_SCHEDULER_NAME, SelectorError, Set
 
 EXIT_BAD_INPUT = 2
 EXIT_BROKEN_PIPE = 141  # as a filter killed by SIGPIPE exits
+MAX_YAML_DEPTH = 1000
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 class UsageError(Exception):
@@ -126,6 +128,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     except SelectorError as error:
         raise UsageError(f"--node-selector: {error}") from None
     extra: dict[str, Any] = {}
+    if args.command == "plan" and args.snapshot is not None and (args.kubeconfig or args.context):
+        raise UsageError("--snapshot plans from a file, --kubeconfig and --context from a cluster: give one")
     if args.command == "run":
         if args.interval <= 0:
             raise UsageError("--interval must be more than 0 seconds")
@@ -186,10 +190,6 @@ def _read_snapshot(source: str) -> Any:
         return yaml.load(data, Loader=loader)
     except yaml.YAMLError as yaml_error:
         raise UsageError(f"{name}: neither JSON nor YAML: {_yaml_problem(yaml_error)}") from None
-
-
-MAX_YAML_DEPTH = 1000
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 def _flow_depth(data: bytes) -> int:

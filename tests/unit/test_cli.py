@@ -383,6 +383,12 @@ def test_bad_run_values_stop_before_anything_runs(
     assert_one_line(code, out, err, "custom-scheduler: ", problem)
 
 
+@pytest.mark.parametrize("flag", ["--kubeconfig", "--context"])
+def test_a_snapshot_and_a_cluster_exclude_each_other(capsys: pytest.CaptureFixture[str], flag: str) -> None:
+    code, out, err = run(capsys, "plan", "--snapshot", str(DATA / "demo-two.json"), flag, "x")
+    assert_one_line(code, out, err, "custom-scheduler: --snapshot plans from a file", "give one")
+
+
 @pytest.mark.parametrize("argv", [[], ["plan", "--interval", "3"], ["run", "--log-format", "xml"]])
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     code, out, err = run(capsys, *argv)
