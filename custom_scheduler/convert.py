@@ -22,7 +22,7 @@ _timestamps: dict[str, float] = {}
 
 
 class ConvertError(ValueError):
-    """An API object without a field it must have."""
+    """An API object, or a list of them, without what it must have (the message names it)."""
 
 
 def _dict(value: object) -> dict[str, Any]:

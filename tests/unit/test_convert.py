@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from custom_scheduler import convert
 from custom_scheduler.convert import ConvertError
@@ -341,6 +343,95 @@ def test_a_pod_needs_a_name_and_a_namespace(obj: Any, message: str) -> None:
 
 def test_convert_errors_are_value_errors() -> None:
     assert issubclass(ConvertError, ValueError)
+
+
+# Any value YAML or JSON can hold, nested.
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=8)
+    | st.dates()
+    | st.datetimes(),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8) | st.integers(), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+PATHS = st.sampled_from(
+    [
+        "metadata",
+        "metadata.name",
+        "metadata.namespace",
+        "metadata.uid",
+        "metadata.annotations",
+        "metadata.labels",
+        "metadata.creationTimestamp",
+        "metadata.deletionTimestamp",
+        "spec",
+        "spec.schedulerName",
+        "spec.nodeName",
+        "spec.priority",
+        "spec.priorityClassName",
+        "spec.preemptionPolicy",
+        "status",
+        "status.phase",
+        "status.nominatedNodeName",
+        "status.conditions",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(PATHS, JSON_VALUES), max_size=4))
+def test_whatever_a_field_holds_the_answer_is_a_pod_or_a_convert_error(
+    changes: list[tuple[str, Any]],
+) -> None:
+    obj: dict[str, Any] = copy.deepcopy(KUBECTL_POD)
+    for path, value in changes:
+        parent = path.rpartition(".")[0]
+        if parent and not isinstance(_get(obj, parent), dict):
+            continue  # an earlier change made its parent a non-object: nothing to set
+        obj = with_(obj, path, value)
+    try:
+        pod = convert.pod_from_api(obj)
+    except ConvertError as error:
+        assert str(error).startswith("Pod ")
+        return
+    assert isinstance(pod.name, str) and pod.name and isinstance(pod.namespace, str) and pod.namespace
+    assert isinstance(pod.creation, float) and isinstance(pod.deletion_time, float)
+    assert pod.priority is None or type(pod.priority) is int
+    assert set(pod.annotations) <= {GROUP_NAME, MIN_AVAILABLE}
+    assert all(isinstance(v, str) for v in pod.annotations.values())
+    for text in (
+        pod.uid,
+        pod.scheduler_name,
+        pod.phase,
+        pod.node_name,
+        pod.priority_class,
+        pod.nominated_node,
+    ):
+        assert isinstance(text, str)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES)
+def test_whatever_the_document_the_answer_is_a_snapshot_or_a_convert_error(doc: Any) -> None:
+    for candidate in (doc, {"kind": "List", "items": doc}, {"kind": "List", "items": [doc]}):
+        try:
+            snapshot = convert.snapshot_from_list(candidate)
+        except ConvertError as error:  # the one error allowed: any other fails the test
+            assert str(error), "a message to print"
+        else:
+            assert isinstance(snapshot, Snapshot)
+
+
+def _get(obj: dict[str, Any], path: str) -> Any:
+    target: Any = obj
+    for key in path.split("."):
+        target = target.get(key) if isinstance(target, dict) else None
+    return target
 
 
 # -- nodes and classes --------------------------------------------------------------------------
