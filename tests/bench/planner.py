@@ -142,8 +142,9 @@ def generate(n_nodes: int, n_pods: int, seed: int = 1) -> dict[str, Any]:
         }
         for k, v in CLASSES.items()
     ]
-    ours_free = rng.sample(nodes, int(n_nodes * 0.8))  # nodes our bound pods take, one each
-    bound_left, pending_left = len(ours_free), n_pods // 2
+    ours_bound = int(n_nodes * 0.8)
+    ours_free = rng.sample(nodes, ours_bound)  # the nodes our bound pods take, one each
+    bound_left, pending_left = ours_bound, n_pods // 2
     ours: list[tuple[str, _Unit, str, dict[str, str]]] = []  # name, unit, node ("": pending), annotations
 
     gang_left = int(0.3 * (bound_left + pending_left))
@@ -176,7 +177,7 @@ def generate(n_nodes: int, n_pods: int, seed: int = 1) -> dict[str, Any]:
         elif not node and not annotations and rng.random() < 0.01:
             pod["status"]["nominatedNodeName"] = rng.choice(nodes)
         items.append(pod)
-    for i in range(n_pods // 2 - len(nodes) * 8 // 10):
+    for i in range(n_pods // 2 - ours_bound):
         items.append(_pod(f"other-{i}", _Unit(rng), scheduler="default-scheduler", node=rng.choice(nodes)))
     return {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": items}
 
