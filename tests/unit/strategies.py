@@ -80,7 +80,7 @@ PENDING, RUNNING, BOUND, TERMINATING, FINISHED, PENDING_DELETING = (
     "pending-deleting",
 )
 STATES = (PENDING, RUNNING, BOUND, TERMINATING, FINISHED, PENDING_DELETING)
-STATE_WEIGHTS = (40, 25, 6, 10, 6, 4)
+STATE_WEIGHTS = (8, 5, 1, 2, 1, 1)
 ON_A_NODE = frozenset({RUNNING, BOUND, TERMINATING, FINISHED})
 
 
@@ -112,7 +112,7 @@ class DrawSource:
 
     def chance(self, percent: int) -> bool:
         """True with about `percent` % probability."""
-        return self.draw(st.integers(0, 99)) >= 100 - percent
+        return self.draw(st.integers(0, 19)) >= 20 - percent // 5
 
     def choice(self, options: Sequence[T], weights: Sequence[int] | None = None) -> T:
         """One of `options`, weighted when asked."""
@@ -147,7 +147,7 @@ class RandomSource:
 
 def _annotations(src: Source, *, may_be_invalid: bool) -> dict[str, str]:
     """No gang, a valid gang (min-available missing or 1..4), or invalid annotations."""
-    kind = src.choice(("none", "gang", "invalid"), (55, 35, 10 if may_be_invalid else 0))
+    kind = src.choice(("none", "gang", "invalid"), (5, 4, 1 if may_be_invalid else 0))
     if kind == "none":
         return {}
     if kind == "invalid":
@@ -196,25 +196,33 @@ def node_choice(src: Source) -> NodeChoice:
     return NodeChoice(src.choice(("a", "b")), src.chance(15), not src.chance(10), src.chance(10))
 
 
-def pod_choice(src: Source) -> PodChoice:
-    """One pod: its state, scheduler, namespace, age, priority, policy, gang and nomination."""
+def pod_choice(src: Source, span: int = 16) -> PodChoice:
+    """One pod: its state, scheduler, namespace, age, priority, policy, gang and nomination.
+
+    Node indexes are drawn below `span` (taken modulo the number of nodes). Few and small choices,
+    so that hypothesis, which stops after a few hundred successful shrinks, spends them on
+    removing pods rather than on lowering numbers.
+    """
     state = src.choice(STATES, STATE_WEIGHTS)
+    nominate = (
+        src.choice(("", "any", "terminating", "missing"), (14, 3, 2, 1))
+        if state in (PENDING, PENDING_DELETING)
+        else ""
+    )
     return PodChoice(
         state=state,
         ours=not src.chance(10),
-        at=src.integer(0, 299) if state in ON_A_NODE else 0,
+        at=src.integer(0, span - 1) if state in ON_A_NODE else 0,
         double=src.chance(30) if state in ON_A_NODE else False,
         namespace=src.choice(NAMESPACES),
-        creation=src.integer(0, 20),
+        creation=src.integer(0, 7),
         priority=src.choice(PRIORITIES) if src.chance(50) else None,
         priority_class=src.choice(CLASS_REFS) if src.chance(50) else "",
-        policy=src.choice((PREEMPT_NEVER, PREEMPT_LOWER), (2, 1)) if src.chance(15) else None,
+        policy=src.choice((PREEMPT_NEVER, PREEMPT_LOWER)) if src.chance(15) else None,
         # Invalid annotations on pods that are not on a node: ours never bind them.
         annotations=_annotations(src, may_be_invalid=state not in ON_A_NODE),
-        nominate=src.choice(("", "any", "terminating", "missing"), (80, 12, 6, 2))
-        if state in (PENDING, PENDING_DELETING)
-        else "",
-        nominate_at=src.integer(0, 299),
+        nominate=nominate,
+        nominate_at=src.integer(0, span - 1) if nominate else 0,
     )
 
 
@@ -301,7 +309,7 @@ def build_snapshot(src: Source, n_nodes: int, n_pods: int, *, double_booking: bo
     """A cluster of `n_nodes` nodes and `n_pods` pods, every choice read from `src`."""
     node_choices = [node_choice(src) for _ in range(n_nodes)]
     classes = [c for c in CLASSES if not src.chance(20)]
-    pod_choices = [pod_choice(src) for _ in range(n_pods)]
+    pod_choices = [pod_choice(src, max(n_nodes, 1)) for _ in range(n_pods)]
     return assemble(node_choices, pod_choices, classes, double_booking=double_booking)
 
 
