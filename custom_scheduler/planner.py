@@ -675,15 +675,10 @@ class _Pass:
                 self.ledger.unpop_free(node)
         waiting = any(s.waiting for s in slots)
         reason = self._reason(unit, had=len(slots) + len(free) + could, own=len(slots), waiting=waiting)
-        if waiting:
-            # Victims are still leaving its nodes: it keeps its reservations rather than start
-            # over; no later unit outranks it, so they stay its own for the rest of the pass.
-            for s in slots:
-                self.nominations.append(Nominate(s.pod.key, s.node, self._leaving(s.node, set())))
-            self._release(unit, keep={s.node for s in slots})
-        else:
-            self._release(unit)
-        self._reject(rest if waiting else unit.members, reason)
+        # All or nothing (SPEC 4): a nomination is a placement, so a unit that cannot be placed
+        # keeps none, even while victims leave its nodes; the next pass places it afresh.
+        self._release(unit)
+        self._reject(unit.members, reason)
 
     def _reject(self, pods: Iterable[Pod], reason: str) -> None:
         self.unschedulable.update((p.key, Unschedulable(p.key, reason)) for p in pods)

@@ -8,8 +8,6 @@ green property test would prove nothing.
 
 from __future__ import annotations
 
-import pytest
-
 from custom_scheduler.model import (
     GROUP_NAME,
     MIN_AVAILABLE,
@@ -66,10 +64,6 @@ def gang(group: str, min_available: int | None = None) -> dict[str, str]:
 # --- found by the property tests -----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="planner bug: a gang member waiting on its nomination stays nominated below min-available",
-)
 def test_a_waiting_nominee_of_a_gang_below_quorum_is_not_placed() -> None:
     """SPEC 4 and 9.2: one node, holding a terminating pod; gang g1 has two pending members, one of
     them (min-available 2) already nominated to that node. Only one node exists, so the gang
