@@ -46,6 +46,10 @@ INV6 = (
 )
 ACCOUNTED = "every pending pod gets exactly one outcome (bind, nomination or a reason), and only they do"
 INTEGRITY = "SPEC 6: a gang is never left broken (gang integrity)"
+RESERVED = (
+    "SPEC 6: a nominated node is reserved: only its nominee, or a unit of strictly higher priority, "
+    "may use it"
+)
 
 
 class View:
@@ -288,6 +292,46 @@ def check_gang_integrity(snapshot: Snapshot, result: Plan, scope: Settings) -> l
     return problems
 
 
+def check_reservations(snapshot: Snapshot, result: Plan, scope: Settings) -> list[str]:
+    """SPEC 6: a pending pod's `nominatedNodeName` reserves that node against units not strictly higher.
+
+    Counted as a reservation: a valid pending pod nominated to an eligible node, not placed elsewhere
+    by this plan, whose gang (if any) has enough members to ever reach min-available (SPEC does not
+    say whether a gang that must wait keeps its nodes; that case is left out). Any other unit bound or
+    nominated to that node must have a strictly higher priority (or, holding it too, an equal one).
+    """
+    view, problems = View(snapshot, scope), list[str]()
+    placed = _placements(result)
+    holders: dict[str, list[Pod]] = defaultdict(list)
+    for key, pod in sorted(view.pending.items()):
+        if not pod.nominated_node or pod.nominated_node not in view.eligible or view.invalid(pod) is not None:
+            continue
+        if key in placed and placed[key] != pod.nominated_node:
+            continue
+        gang = view.gang_of(pod)
+        if gang is not None and len(view.gangs[gang]) < view.min_available(gang):
+            continue
+        holders[pod.nominated_node].append(pod)
+    for key, node in sorted(placed.items()):
+        user = view.pending.get(key)
+        if user is None:
+            continue
+        # A holder may lose its node to another holder of equal priority (two pods nominated to
+        # one node: one of them must yield), never to a unit that does not hold it.
+        own = any(view.unit(h) == view.unit(user) for h in holders.get(node, []))
+        for holder in holders.get(node, []):
+            if view.unit(holder) == view.unit(user):
+                continue
+            if view.unit_priority(user) < view.unit_priority(holder) or (
+                not own and view.unit_priority(user) == view.unit_priority(holder)
+            ):
+                problems.append(
+                    f"{RESERVED}: {key} (unit priority {view.unit_priority(user)}) is placed on {node}, "
+                    f"reserved for {holder.key} (unit priority {view.unit_priority(holder)})"
+                )
+    return problems
+
+
 def check_accounted(snapshot: Snapshot, result: Plan, scope: Settings) -> list[str]:
     """Each pending managed pod appears exactly once in binds, nominations or unschedulable (with a
     reason; an invalid pod's reason names the annotation), only they do, evictions name occupying
@@ -440,13 +484,14 @@ PASS_CHECKS: tuple[Callable[[Snapshot, Plan, Settings], list[str]], ...] = (
     check_all_or_nothing,
     check_evictions_justified,
     check_gang_integrity,
+    check_reservations,
     check_work_conserving,
     check_accounted,
 )
 
 
 def check_pass(snapshot: Snapshot, result: Plan, scope: Settings) -> list[str]:
-    """Every single-pass invariant (9.1, 9.2, 9.3, 9.6, gang integrity, accounting) at once."""
+    """Every single-pass check (9.1, 9.2, 9.3, 9.6, gang integrity, reservations, accounting) at once."""
     return [problem for check in PASS_CHECKS for problem in check(snapshot, result, scope)]
 
 
@@ -503,6 +548,13 @@ def test_no_pod_is_evicted_without_a_strictly_higher_nominee(snapshot: Snapshot,
 def test_no_running_gang_is_left_broken(snapshot: Snapshot, scope: Settings) -> None:
     result = plan(snapshot, settings=scope)
     _holds(check_gang_integrity(snapshot, result, scope), snapshot, result)
+
+
+@INVARIANTS
+@given(snapshots(), scopes())
+def test_a_nominated_node_is_reserved(snapshot: Snapshot, scope: Settings) -> None:
+    result = plan(snapshot, settings=scope)
+    _holds(check_reservations(snapshot, result, scope), snapshot, result)
 
 
 @INVARIANTS

@@ -8,6 +8,8 @@ green property test would prove nothing.
 
 from __future__ import annotations
 
+import pytest
+
 from custom_scheduler.model import (
     GROUP_NAME,
     MIN_AVAILABLE,
@@ -32,6 +34,7 @@ from tests.unit.test_invariants import (
     check_one_pod_per_node,
     check_pass,
     check_replan,
+    check_reservations,
     check_work_conserving,
 )
 
@@ -80,6 +83,28 @@ def test_a_waiting_nominee_of_a_gang_below_quorum_is_not_placed() -> None:
     )
     result = plan(snapshot, settings=SCOPE)
     assert check_all_or_nothing(snapshot, result, SCOPE) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="planner bug: an equal-priority unit later in order preempts onto a node reserved for a nominee",
+)
+def test_a_node_reserved_for_a_nominee_is_not_taken_by_an_equal_priority_unit() -> None:
+    """SPEC 6: `r` (50, policy Never) is nominated to n0, which holds `v` (10). `s` (50) comes after `r`
+    in the pass order (same age, name `s` > `r`). n0 is reserved for `r`: only `r` or a unit of strictly
+    higher priority may use it. The planner lets `s` evict `v` and nominates `s` to n0. (With `s` older
+    than `r`, so ahead of it, the planner does respect the reservation: the outcome depends on names.)
+    """
+    snapshot = Snapshot(
+        nodes=(Node("n0"),),
+        pods=(
+            pending("r", priority=50, preemption_policy=PREEMPT_NEVER, nominated_node="n0"),
+            pending("s", priority=50),
+            running("v", "n0", priority=10),
+        ),
+    )
+    result = plan(snapshot, settings=SCOPE)
+    assert check_reservations(snapshot, result, SCOPE) == []
 
 
 def test_a_higher_unit_taking_over_a_reservation_lets_the_displaced_nominee_preempt_again() -> None:
