@@ -219,7 +219,6 @@ class _Ledger:
         self.stuck = {n for n in stuck if n not in reserved}
         self.taken: set[str] = set()
         self.nominated = 0  # taken nodes that hold a nomination rather than a bind
-        self.released_free = 0  # reservations of free nodes ended unused
         self.state: dict[str, int] = dict.fromkeys(free, _FREE)
         self.state.update(dict.fromkeys(terminating, _TERMINATING))
         self.state.update(dict.fromkeys(stuck, _STUCK))
@@ -283,22 +282,6 @@ class _Ledger:
             self.terminating.add(node)
         self._kill_candidate(node)
         self.state[node] = _TERMINATING
-
-    def release(self, node: str) -> None:
-        """A reservation ends unused: the node goes back to what it holds."""
-        if node not in self.reserved or node in self.taken:
-            return
-        self._unreserve(node)
-        state = self.state[node]
-        if state == _FREE:
-            heapq.heappush(self.free, node)
-            self.released_free += 1
-        elif state == _TERMINATING:
-            self.terminating.add(node)
-        elif state == _STUCK:
-            self.stuck.add(node)
-        else:
-            self.occupied.add(self.position[node], 1)
 
     def lower_count(self, priority: int) -> int:
         """Occupied, unreserved nodes whose occupants all have lower protected priority."""
@@ -468,8 +451,6 @@ class _Pass:
         holder: dict[str, str] = {}  # node -> pod key
         reserved: dict[str, int] = {}
         for unit in self.units:
-            if unit.gang is not None and _short_of_quorum(unit.gang):
-                continue  # it cannot be placed this pass: its nominations hold nothing
             for pod in unit.members:
                 node = pod.nominated_node
                 if node and node in self.eligible and node not in holder:
@@ -483,7 +464,6 @@ class _Pass:
 
     def run(self) -> Plan:
         self._build_ledger()
-        turned_away: list[_Unit] = []
         for unit in self.units:
             gang = unit.gang
             if gang is not None and _short_of_quorum(gang):
@@ -492,15 +472,8 @@ class _Pass:
                     f"{gang.min_pending} required members exist"
                 )
                 self._reject(unit.members, reason)
-            elif not self._place(unit):
-                turned_away.append(unit)
-        # A reservation ended unused after units of equal priority were turned away from it:
-        # give them the freed nodes now (free nodes only), so that no node is left idle.
-        if self.ledger.released_free:
-            for unit in turned_away:
-                if not self.ledger.free:
-                    break
-                self._place(unit, backfill=True)
+            else:
+                self._place(unit)
         return Plan(
             binds=tuple(sorted(self.binds, key=lambda b: b.pod)),
             nominations=tuple(sorted(self.nominations, key=lambda n: n.pod)),
@@ -516,11 +489,8 @@ class _Pass:
         q = self.ledger.reserved.get(node)
         return q is None or unit.priority > q or self.unit_of.get(self.holder[node]) is unit
 
-    def _place(self, unit: _Unit, *, backfill: bool = False) -> bool:
-        """Place a unit: its own slots, free nodes, then preemption; False if it stays pending.
-
-        A `backfill` retry uses free nodes only and, if it fails, leaves things as they were.
-        """
+    def _place(self, unit: _Unit) -> None:
+        """Place a unit: its own slots, free nodes, then preemption; else it stays pending."""
         ledger = self.ledger
         slots: list[_Slot] = []
         rest: list[Pod] = []
@@ -545,20 +515,15 @@ class _Pass:
         if len(free) < required:
             short = required - len(free)
             could = 0
-            if unit.can_preempt and not waiting and not backfill:
+            if unit.can_preempt and not waiting:
                 could = ledger.lower_count(unit.priority)
                 # A cheap upper bound first: nodes of lower pods, and reservations to take over.
                 if could + len(ledger.reserved) >= short:
                     freed, victims = self._find_victims(unit, short)
                     could = len(freed)
             if len(freed) < short:
-                if backfill:
-                    for node in free:
-                        if node not in ledger.reserved:
-                            ledger.unpop_free(node)
-                else:
-                    self._fail(unit, slots, rest, free, min(could, short - 1))
-                return False
+                self._fail(unit, slots, rest, free, min(could, short - 1))
+                return
 
         # Placed: its own slots, then free nodes, then nodes freed by preemption.
         assigned = dict(zip(free + freed, rest, strict=False))
@@ -583,7 +548,6 @@ class _Pass:
                 self.nominations.append(Nominate(pod.key, node, self._leaving(node, evicted)))
         else:
             self.binds.extend(Bind(pod.key, node) for pod, node in placements)
-        return True
 
     def _reserved_free(self, unit: _Unit, count: int) -> list[str]:
         """Free nodes reserved for pods of strictly lower priority, in name order, taken only
@@ -662,12 +626,16 @@ class _Pass:
         return tuple(sorted(o.key for o in self.occupants.get(node, ()) if o.deleting or o.key in evicted))
 
     def _release(self, unit: _Unit, keep: set[str] | None = None) -> None:
-        """End the unit's reservations that it did not use."""
+        """The unit is done with the reservations it did not use.
+
+        The nodes stay reserved for the rest of the pass (SPEC 6: only the nominee, or a unit of
+        strictly higher priority, may use them); the plan no longer nominates its pods there, so
+        the shell clears those nominations and the next pass has the nodes free of them.
+        """
         for pod in unit.members:
             node = self.reservation.get(pod.key)
             if node is not None and (keep is None or node not in keep):
                 del self.reservation[pod.key]
-                self.ledger.release(node)
 
     def _fail(self, unit: _Unit, slots: list[_Slot], rest: list[Pod], free: list[str], could: int) -> None:
         for node in free:

@@ -8,8 +8,6 @@ green property test would prove nothing.
 
 from __future__ import annotations
 
-import pytest
-
 from custom_scheduler.model import (
     GROUP_NAME,
     MIN_AVAILABLE,
@@ -85,10 +83,6 @@ def test_a_waiting_nominee_of_a_gang_below_quorum_is_not_placed() -> None:
     assert check_all_or_nothing(snapshot, result, SCOPE) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="planner bug: an equal-priority unit later in order preempts onto a node reserved for a nominee",
-)
 def test_a_node_reserved_for_a_nominee_is_not_taken_by_an_equal_priority_unit() -> None:
     """SPEC 6: `r` (50, policy Never) is nominated to n0, which holds `v` (10). `s` (50) comes after `r`
     in the pass order (same age, name `s` > `r`). n0 is reserved for `r`: only `r` or a unit of strictly

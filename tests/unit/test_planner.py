@@ -812,7 +812,7 @@ CASES = [
         ),
     ),
     Case(
-        "a node whose nominee's gang cannot be placed goes to a pod turned away from it (backfill)",
+        "a node stays reserved for the whole pass, even when its nominee's gang cannot be placed",
         snap(
             node("n1"),
             pending("s", priority=10, t=0),
@@ -821,22 +821,24 @@ CASES = [
             pending("g-3", priority=10, t=5, gang="g", min_available=3),
         ),
         P(
-            binds=[bind("s", "n1")],
             unschedulable=[
-                unsched(p, "gang default/g needs 3 nodes, 1 can be had") for p in ("g-1", "g-2", "g-3")
+                *[unsched(p, "gang default/g needs 3 nodes, 1 can be had") for p in ("g-1", "g-2", "g-3")],
+                unsched("s", avail(1, "1 node(s) are reserved for nominated pods")),
             ],
         ),
     ),
     Case(
-        "a gang short of quorum holds no reservation",
+        "a nominee short of quorum still reserves its node for the pass (the shell then clears it)",
         snap(
             node("n1"),
             pending("s", priority=10, t=0),
             pending("g-1", priority=10, t=5, gang="g", min_available=2, nominated="n1"),
         ),
         P(
-            binds=[bind("s", "n1")],
-            unschedulable=[unsched("g-1", "gang default/g: 1 of 2 required members exist")],
+            unschedulable=[
+                unsched("g-1", "gang default/g: 1 of 2 required members exist"),
+                unsched("s", avail(1, "1 node(s) are reserved for nominated pods")),
+            ],
         ),
     ),
     Case(
@@ -889,10 +891,14 @@ CASES = [
             pending("small", priority=1),
         ),
         P(
-            binds=[bind("small", "n1")],
             unschedulable=[
-                unsched(p, f"gang default/g needs 3 nodes, 2 can be had: 1 node(s) {HIGHER}.")
-                for p in ("g-1", "g-2", "g-3")
+                *[
+                    unsched(p, f"gang default/g needs 3 nodes, 2 can be had: 1 node(s) {HIGHER}.")
+                    for p in ("g-1", "g-2", "g-3")
+                ],
+                unsched(
+                    "small", avail(3, "2 node(s) are reserved for nominated pods", f"1 node(s) {HIGHER}")
+                ),
             ],
         ),
     ),
