@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck contracts unit e2e test controlplane cluster-up cluster-down demo run image soak bench bench-planner bench-parsing
+.PHONY: help venv lint typecheck contracts unit e2e test controlplane cluster-up cluster-down demo run image soak bench bench-planner bench-parsing bench-cluster
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -73,4 +73,7 @@ image: ## build the container image with podman or docker (IMAGE=name:tag)
 bench-parsing: $(STAMP) ## API objects into the client's models vs slim dataclasses, to BENCHMARKS.md
 	$(BIN)/python -m tests.bench.parsing
 
-bench: bench-planner bench-parsing ## all benchmarks
+bench-cluster: $(STAMP) controlplane ## ours beside kube-scheduler on the local control plane (QUICK=1: minutes)
+	$(BIN)/python -m tests.bench.cluster $(if $(QUICK),--quick)
+
+bench: bench-planner bench-parsing bench-cluster ## all benchmarks, written to BENCHMARKS.md (QUICK=1: a few minutes)
