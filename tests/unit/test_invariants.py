@@ -440,7 +440,9 @@ def check_replan(snapshot: Snapshot, first: Plan, second: Plan, scope: Settings)
     all free now (a gang's nominees together), and it evicts nothing.
 
     Two exceptions come from SPEC 6 itself. A reservation the first plan dropped has held for that
-    pass only: the second may preempt on its node. And "a unit of strictly higher priority (which
+    pass only: the second may preempt on its node (unless its holder, strictly higher than the
+    preemptor, was placed elsewhere in the first pass: then the first pass knew the node was free
+    to preempt on, in time). And "a unit of strictly higher priority (which
     then takes over the reservation)" may take a nominee's node in the second pass (a pod with policy Never,
     say, that could not preempt in the first pass but may use a free node). The nominee it displaces
     is then a pending unit like any other, and may preempt again: its evictions are allowed.
@@ -477,11 +479,21 @@ def check_replan(snapshot: Snapshot, first: Plan, second: Plan, scope: Settings)
     # A node reserved in the snapshot for a nominee that the first plan no longer nominates there
     # stayed reserved for the first pass (SPEC 6); the shell then clears that nomination, so the
     # second pass may preempt on it: that eviction was waiting for the reservation to end.
+    # Not when the holder was of strictly higher priority and placed elsewhere by the first pass:
+    # it went before the preemptor, so its old node was known to be unneeded in time (no order
+    # between equals is involved): the first pass should have preempted there already.
     kept = {n.node for n in first.nominations} | {b.node for b in first.binds}
-    dropped = {p.nominated_node for p in view.pending.values() if p.nominated_node} - kept
+    placed = _placements(first)
+    holders: dict[str, list[Pod]] = defaultdict(list)
+    for p in view.pending.values():
+        if p.nominated_node and p.nominated_node not in kept:
+            holders[p.nominated_node].append(p)
     for e in second.evictions:
         preemptor = after.pending.get(e.preemptor)
-        if e.node in dropped:
+        if preemptor is not None and any(
+            not (h.key in placed and view.unit_priority(h) > after.unit_priority(preemptor))
+            for h in holders.get(e.node, [])
+        ):
             continue
         if preemptor is None or after.unit(preemptor) not in displaced:
             problems.append(f"{INV5}: the second pass evicts {e.pod} for {e.preemptor}")

@@ -8,6 +8,8 @@ green property test would prove nothing.
 
 from __future__ import annotations
 
+import pytest
+
 from custom_scheduler.model import (
     GROUP_NAME,
     MIN_AVAILABLE,
@@ -99,6 +101,55 @@ def test_a_node_reserved_for_a_nominee_is_not_taken_by_an_equal_priority_unit() 
     )
     result = plan(snapshot, settings=SCOPE)
     assert check_reservations(snapshot, result, SCOPE) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="planner bug: a gang's members evicted this pass still count toward its min-available",
+)
+def test_a_gang_whose_members_are_evicted_now_places_no_pending_member() -> None:
+    """SPEC 4 and 9.2: gang g (min-available 2) has `o` running on n1 and `m` pending, nominated to n0
+    (which holds the terminating `t`). `h` (500) preempts `o` (gang priority 0). After this pass g has
+    no member left running, so placing `m` alone leaves the gang partially placed: 0 + 1 < 2. The
+    planner keeps `m` nominated to n0 (it counts `o`, evicted in this very pass, as occupying).
+    """
+    g = gang("g", 2)
+    snapshot = Snapshot(
+        nodes=(Node("n0"), Node("n1")),
+        pods=(
+            pending("h", priority=500),
+            pending("m", annotations=g, nominated_node="n0"),
+            running("o", "n1", annotations=g),
+            terminating("t", "n0"),
+        ),
+    )
+    result = plan(snapshot, settings=SCOPE)
+    assert result.evictions == (Evict("a/o", "n1", "a/h"),)
+    assert check_all_or_nothing(snapshot, result, SCOPE) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="planner bug: a nominee bound elsewhere keeps its old node reserved for the rest of the pass",
+)
+def test_a_nominee_placed_elsewhere_does_not_block_preemption_on_its_old_node() -> None:
+    """SPEC 9.5 (and 6): `p` (1000) is nominated to n0, which holds `v` (0); n1 is free. The pass binds
+    `p` to n1, then `q` (500) finds n0 "reserved for nominated pods" and stays pending, though `p`,
+    strictly higher and ahead of `q`, no longer needs n0. The next pass evicts `v` for `q`: an
+    eviction that applying the plan and planning again should not produce. The first pass should
+    have nominated `q` to n0 and evicted `v` then.
+    """
+    snapshot = Snapshot(
+        nodes=(Node("n0"), Node("n1")),
+        pods=(
+            pending("p", priority=1000, nominated_node="n0"),
+            pending("q", priority=500),
+            running("v", "n0", priority=0),
+        ),
+    )
+    first = plan(snapshot, settings=SCOPE)
+    second = plan(apply(snapshot, first), settings=SCOPE)
+    assert check_replan(snapshot, first, second, SCOPE) == []
 
 
 def test_a_higher_unit_taking_over_a_reservation_lets_the_displaced_nominee_preempt_again() -> None:
