@@ -152,6 +152,34 @@ def test_a_nominee_placed_elsewhere_does_not_block_preemption_on_its_old_node() 
     assert check_replan(snapshot, first, second, SCOPE) == []
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="planner: a gang held back as a waiting nominee loses its nomination, then preempts next pass",
+)
+def test_a_gang_held_back_to_wait_does_not_preempt_on_the_next_pass() -> None:
+    """SPEC 9.5 and 6: gang g1 (priority 1000 from `x`) has `m` nominated to n0, which holds the
+    terminating `t`. Pass one holds the gang back ("may preempt once its preempted pods have left")
+    yet drops `m`'s nomination; `s` (50) evicts `v` on n1. Pass two: `m` is no longer a nominee, the
+    gang takes `s`'s freed n1 (strictly higher) and evicts `w`: `v` went for nothing. Either the gang
+    waits with its nominations kept, or it preempts in pass one; not hold back and drop.
+    """
+    g1 = gang("g1")
+    snapshot = Snapshot(
+        nodes=(Node("n0"), Node("n1"), Node("n2")),
+        pods=(
+            pending("s", priority=50),
+            terminating("t", "n0", priority=10),
+            pending("m", priority=0, annotations=gang("g1", 2), nominated_node="n0"),
+            running("v", "n1", priority=0),
+            running("w", "n2", priority=50),
+            pending("x", priority=1000, annotations=g1),
+        ),
+    )
+    first = plan(snapshot, settings=SCOPE)
+    second = plan(apply(snapshot, first), settings=SCOPE)
+    assert check_replan(snapshot, first, second, SCOPE) == []
+
+
 def test_a_higher_unit_taking_over_a_reservation_lets_the_displaced_nominee_preempt_again() -> None:
     """SPEC 6 vs 9.5: `never` (500, policy Never) cannot preempt in the first pass, so `pre` (100)
     evicts v0 and is nominated to n0. Once v0 is gone, n0 is free and reserved for `pre`, and `never`,
