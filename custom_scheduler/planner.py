@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from custom_scheduler.model import (
@@ -132,10 +132,16 @@ class _Gang:
     min_pending: int = 1  # max of the annotation over pending members (placement)
     min_all: int = 1  # max over all members (protection against partial eviction)
     staying: int = 0  # occupying, not terminating, not evicted by this pass
+    evicted: int = 0  # members evicted by this pass: they no longer count as occupying
 
     @property
     def label(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def occupying_now(self) -> int:
+        """Occupying members, less those this pass has evicted."""
+        return len(self.occupying) - self.evicted
 
 
 @dataclass(slots=True)
@@ -283,6 +289,27 @@ class _Ledger:
         self._kill_candidate(node)
         self.state[node] = _TERMINATING
 
+    def rereserve(self, node: str, priority: int) -> None:
+        """A reserved node changes hands: it stays reserved, at the new holder's priority."""
+        self.reserved_prios.remove(self.reserved[node])
+        self.reserved[node] = priority
+        bisect.insort(self.reserved_prios, priority)
+
+    def give_back(self, node: str) -> None:
+        """A reservation ends before the pass does: the node goes back to what it holds."""
+        if node not in self.reserved or node in self.taken:
+            return
+        self._unreserve(node)
+        state = self.state[node]
+        if state == _FREE:
+            heapq.heappush(self.free, node)
+        elif state == _TERMINATING:
+            self.terminating.add(node)
+        elif state == _STUCK:
+            self.stuck.add(node)
+        else:
+            self.occupied.add(self.position[node], 1)
+
     def lower_count(self, priority: int) -> int:
         """Occupied, unreserved nodes whose occupants all have lower protected priority."""
         return self.occupied.prefix(bisect.bisect_left(self.prios, priority))
@@ -294,7 +321,7 @@ class _Ledger:
 
 def _short_of_quorum(gang: _Gang) -> bool:
     """Fewer members exist than its min-available: it waits (SPEC 4)."""
-    return len(gang.occupying) + len(gang.pending) < gang.min_pending
+    return gang.occupying_now + len(gang.pending) < gang.min_pending
 
 
 def plan(snapshot: Snapshot, *, settings: Settings) -> Plan:
@@ -450,13 +477,16 @@ class _Pass:
         self.reservation: dict[str, str] = {}  # pod key -> node
         holder: dict[str, str] = {}  # node -> pod key
         reserved: dict[str, int] = {}
+        self.nominees: dict[str, list[str]] = {}  # node -> its nominees, in pass order
         for unit in self.units:
             for pod in unit.members:
                 node = pod.nominated_node
-                if node and node in self.eligible and node not in holder:
-                    holder[node] = pod.key
-                    reserved[node] = unit.priority
-                    self.reservation[pod.key] = node
+                if node and node in self.eligible:
+                    self.nominees.setdefault(node, []).append(pod.key)
+                    if node not in holder:
+                        holder[node] = pod.key
+                        reserved[node] = unit.priority
+                        self.reservation[pod.key] = node
         self.holder = holder
         self.ledger = _Ledger(free, terminating, stuck, candidates, reserved)
 
@@ -468,7 +498,7 @@ class _Pass:
             gang = unit.gang
             if gang is not None and _short_of_quorum(gang):
                 reason = (
-                    f"gang {gang.label}: {len(gang.occupying) + len(gang.pending)} of "
+                    f"gang {gang.label}: {gang.occupying_now + len(gang.pending)} of "
                     f"{gang.min_pending} required members exist"
                 )
                 self._reject(unit.members, reason)
@@ -480,6 +510,11 @@ class _Pass:
             evictions=tuple(sorted(self.evictions, key=lambda e: e.pod)),
             unschedulable=tuple(sorted(self.unschedulable.values(), key=lambda u: u.pod)),
         )
+
+    def _need(self, unit: _Unit) -> int:
+        """Nodes the unit needs now: 1, or a gang's min-available less its members still running."""
+        gang = unit.gang
+        return unit.need if gang is None else max(gang.min_pending - gang.occupying_now, 0)
 
     def _usable(self, node: str, unit: _Unit) -> bool:
         """Whether a node may go to this unit: not taken, and not reserved for another pod
@@ -501,7 +536,7 @@ class _Pass:
             else:
                 rest.append(pod)
         waiting = any(s.waiting for s in slots)
-        required = max(unit.need - len(slots), 0)
+        required = max(self._need(unit) - len(slots), 0)
 
         # Free nodes first: plain free ones in name order, then those reserved for lower units.
         free: list[str] = []
@@ -539,7 +574,7 @@ class _Pass:
                 self.unschedulable[pod.key] = Unschedulable(pod.key, extra_reason)
             else:
                 self.unschedulable.pop(pod.key, None)
-        self._release(unit, keep={n for _, n in placements})
+        self._release(unit, keep={n for _, n in placements}, placed={p.key for p, _ in placements})
 
         if waiting or victims:
             ledger.nominated += len(placements)
@@ -615,6 +650,7 @@ class _Pass:
             gang = self.gang_of.get(pod.key)
             if gang is not None:
                 gang.staying -= 1
+                gang.evicted += 1
             if node in self.eligible and node not in self.ledger.taken:
                 vacated.add(node)
         for node in vacated:
@@ -625,17 +661,32 @@ class _Pass:
         """The pods that must leave a node before its nominee can be bound."""
         return tuple(sorted(o.key for o in self.occupants.get(node, ()) if o.deleting or o.key in evicted))
 
-    def _release(self, unit: _Unit, keep: set[str] | None = None) -> None:
+    def _release(self, unit: _Unit, keep: set[str] | None = None, *, placed: Collection[str] = ()) -> None:
         """The unit is done with the reservations it did not use.
 
-        The nodes stay reserved for the rest of the pass (SPEC 6: only the nominee, or a unit of
-        strictly higher priority, may use them); the plan no longer nominates its pods there, so
-        the shell clears those nominations and the next pass has the nodes free of them.
+        A nominee placed on another node gives its old one back at once. Otherwise the node stays
+        reserved for the rest of the pass (SPEC 6: only the nominee, or a unit of strictly higher
+        priority, may use it); the plan no longer nominates the pod there, so the shell clears that
+        nomination and the next pass has the node free of it.
         """
         for pod in unit.members:
             node = self.reservation.get(pod.key)
             if node is not None and (keep is None or node not in keep):
                 del self.reservation[pod.key]
+                if pod.key in placed:
+                    self._pass_on(node, placed)
+
+    def _pass_on(self, node: str, placed: Collection[str]) -> None:
+        """Its holder is placed elsewhere: the node's next nominee holds it, or it goes back."""
+        if node not in self.ledger.reserved:
+            return  # a unit of higher priority took it over already
+        for key in self.nominees.get(node, ()):
+            if key != self.holder[node] and key not in placed and key not in self.reservation:
+                self.holder[node] = key
+                self.reservation[key] = node
+                self.ledger.rereserve(node, self.unit_of[key].priority)
+                return
+        self.ledger.give_back(node)
 
     def _fail(self, unit: _Unit, slots: list[_Slot], rest: list[Pod], free: list[str], could: int) -> None:
         for node in free:
@@ -684,7 +735,8 @@ class _Pass:
         detail = ", ".join(self._breakdown(unit.priority, lower_note=lower_note, own=own))
         if unit.gang is None:
             return f"0/{self.node_total} nodes are available" + (f": {detail}." if detail else ".")
-        text = f"gang {unit.gang.label} needs {unit.need} nodes, {min(had, unit.need - 1)} can be had"
+        need = self._need(unit)
+        text = f"gang {unit.gang.label} needs {need} nodes, {min(had, need - 1)} can be had"
         return f"{text}: {detail}." if detail else text
 
     def _extra_reason(self, unit: _Unit) -> str:

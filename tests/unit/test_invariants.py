@@ -627,7 +627,7 @@ def test_every_pending_pod_is_accounted_for_and_nothing_else(snapshot: Snapshot,
     _holds(check_accounted(snapshot, result, scope), snapshot, result)
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(large_snapshots(double_booking=True), scopes())
 def test_every_invariant_on_large_clusters(snapshot: Snapshot, scope: Settings) -> None:
     """Hundreds of nodes, up to a thousand pods: every invariant on one cluster (seeded, no shrinking)."""

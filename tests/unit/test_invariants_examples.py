@@ -103,10 +103,6 @@ def test_a_node_reserved_for_a_nominee_is_not_taken_by_an_equal_priority_unit() 
     assert check_reservations(snapshot, result, SCOPE) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="planner bug: a gang's members evicted this pass still count toward its min-available",
-)
 def test_a_gang_whose_members_are_evicted_now_places_no_pending_member() -> None:
     """SPEC 4 and 9.2: gang g (min-available 2) has `o` running on n1 and `m` pending, nominated to n0
     (which holds the terminating `t`). `h` (500) preempts `o` (gang priority 0). After this pass g has
@@ -128,10 +124,6 @@ def test_a_gang_whose_members_are_evicted_now_places_no_pending_member() -> None
     assert check_all_or_nothing(snapshot, result, SCOPE) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="planner bug: a nominee bound elsewhere keeps its old node reserved for the rest of the pass",
-)
 def test_a_nominee_placed_elsewhere_does_not_block_preemption_on_its_old_node() -> None:
     """SPEC 9.5 (and 6): `p` (1000) is nominated to n0, which holds `v` (0); n1 is free. The pass binds
     `p` to n1, then `q` (500) finds n0 "reserved for nominated pods" and stays pending, though `p`,
