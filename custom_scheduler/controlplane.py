@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import ctypes
 import json
 import os
 import shutil
@@ -160,6 +161,7 @@ class Process:
     argv: list[str]
     log: Path
     popen: subprocess.Popen[bytes] | None = None
+    tied: bool = True  # dies with the Python process that started it (not so for `up`)
 
     def start(self) -> None:
         """Start in its own process group, output to its log file."""
@@ -170,6 +172,7 @@ class Process:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if self.tied else None,  # noqa: PLW1509 - only a prctl call
             )
 
     def alive(self) -> bool:
@@ -196,6 +199,16 @@ class Process:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the starting process dies, however it dies (Linux).
+
+    A run killed before it can stop its control plane (SIGTERM, SIGKILL, a timeout) leaves no
+    orphan etcd or kube-apiserver behind.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _signal_group(pid: int, signum: int) -> None:
@@ -226,6 +239,7 @@ class ControlPlane:
     binaries: Path | None = None
     quiet: bool = False
     apiserver_args: list[str] = field(default_factory=list)
+    detached: bool = False  # `up`: the processes outlive this Python process
     processes: dict[str, Process] = field(default_factory=dict)
     _own_workdir: bool = False
 
@@ -358,6 +372,8 @@ class ControlPlane:
             ],
             self.workdir / "kwok.log",
         )
+        for process in self.processes.values():
+            process.tied = not self.detached
         self._say(f"starting in {self.workdir}")
         self.start_etcd()
         self.start_apiserver()
@@ -421,7 +437,7 @@ def _up(args: argparse.Namespace) -> int:
         return 1
     if CLUSTER_DIR.exists():
         shutil.rmtree(CLUSTER_DIR)
-    plane = ControlPlane(workdir=CLUSTER_DIR)
+    plane = ControlPlane(workdir=CLUSTER_DIR, detached=True)
     try:
         plane.start()
     except ControlPlaneError as error:

@@ -149,12 +149,21 @@ async def _all(calls: Sequence[Callable[[], Awaitable[Any]]], limit: int = CREAT
 
 
 async def _create_nodes(kube: Kube, count: int, *, one_pod: bool) -> None:
+    """Create the nodes and wait until KWOK has made every one Ready: our scheduler uses only Ready
+    nodes, kube-scheduler (tolerating the not-ready taint) any, so both start from the same place."""
     await _all(
         [
             partial(kube.call, "POST", "/api/v1/nodes", _node(f"node-{i:05d}", one_pod=one_pod))
             for i in range(count)
         ]
     )
+    with anyio.fail_after(300):
+        while True:
+            items, _ = await kube.list(Kind("nodes", "/api/v1/nodes"))
+            conditions = [c for n in items for c in (n.get("status") or {}).get("conditions") or []]
+            if sum(1 for c in conditions if c.get("type") == "Ready" and c.get("status") == "True") >= count:
+                return
+            await anyio.sleep(0.5)
 
 
 def _scheduler_process(contender: str, plane: ControlPlane, work: Path) -> subprocess.Popen[bytes]:
