@@ -33,8 +33,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 REPO = Path(__file__).resolve().parent.parent
 KWOK_LABEL = ("custom-scheduler.dev/kwok", "true")
@@ -166,14 +168,23 @@ class Process:
     def start(self) -> None:
         """Start in its own process group, output to its log file."""
         with self.log.open("ab") as out:
-            self.popen = subprocess.Popen(
-                self.argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=_die_with_parent if self.tied else None,  # noqa: PLW1509 - only a prctl call
-            )
+            if not self.tied:
+                self.popen = self._spawn(out)
+                return
+            # The death signal fires when the *thread* that forked the child ends, and callers
+            # start components from short-lived worker threads (anyio retires idle ones after
+            # 10 s): fork from one thread that lives as long as this process.
+            self.popen = _SPAWNER.submit(self._spawn, out).result()
+
+    def _spawn(self, out: IO[bytes]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            self.argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if self.tied else None,  # noqa: PLW1509 - only a prctl call
+        )
 
     def alive(self) -> bool:
         """Whether it is still running."""
@@ -199,6 +210,9 @@ class Process:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="controlplane-spawner")
 
 
 def _die_with_parent() -> None:
@@ -241,6 +255,8 @@ class ControlPlane:
     apiserver_args: list[str] = field(default_factory=list)
     detached: bool = False  # `up`: the processes outlive this Python process
     processes: dict[str, Process] = field(default_factory=dict)
+    url: str = ""  # the API server, https://127.0.0.1:<port>, once started
+    etcd_url: str = ""  # etcd's client URL, for tests that talk to etcd directly
     _own_workdir: bool = False
 
     @property
@@ -294,7 +310,7 @@ class ControlPlane:
         pki, b = self.pki, self.binaries
         etcd_port, peer_port, api_port, kwok_port = free_port(), free_port(), free_port(), free_port()
         self.url = f"https://127.0.0.1:{api_port}"
-        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        etcd_url = self.etcd_url = f"http://127.0.0.1:{etcd_port}"
         self.processes["etcd"] = Process(
             "etcd",
             [
@@ -310,7 +326,6 @@ class ControlPlane:
             ],
             self.workdir / "etcd.log",
         )
-        self.etcd_url = etcd_url
         self.processes["kube-apiserver"] = Process(
             "kube-apiserver",
             [
@@ -397,6 +412,15 @@ class ControlPlane:
         """Stop kube-apiserver only (the rest keeps running)."""
         self.processes["kube-apiserver"].stop()
 
+    def restart_apiserver(self) -> None:
+        """Stop kube-apiserver and start it again on the same port; returns once it is ready."""
+        self.stop_apiserver()
+        self.start_apiserver()
+
+    def stop_etcd(self) -> None:
+        """Stop etcd only: the API server stays up but cannot read or write until `start_etcd`."""
+        self.processes["etcd"].stop()
+
     def _wait(self, process: Process, url: str, *, secure: bool, timeout: float = 90.0) -> None:
         context = None
         if secure:
@@ -430,11 +454,33 @@ class ControlPlane:
         return {n: p.popen.pid for n, p in self.processes.items() if p.popen is not None}
 
 
+def _ours(pid: int, name: str) -> bool:
+    """Whether `pid` still runs the component `name` (a pid in an old state file may be reused)."""
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+    except FileNotFoundError:
+        return False  # gone
+    return Path(os.fsdecode(argv0)).name == name
+
+
+def _running_components(state: Path) -> dict[str, int]:
+    """The components that `up` started and that still run, by name."""
+    pids = json.loads(state.read_text())["pids"]
+    return {name: int(pid) for name, pid in pids.items() if _ours(int(pid), name)}
+
+
 def _up(args: argparse.Namespace) -> int:
     state = CLUSTER_DIR / "state.json"
     if state.exists():
-        print(f"a control plane is already up (see {state}); run `make cluster-down` first", file=sys.stderr)
-        return 1
+        if _running_components(state):
+            print(
+                f"a control plane is already up (see {state}); run `make cluster-down` first", file=sys.stderr
+            )
+            return 1
+        print(
+            "control plane: the one started before is gone (machine restarted?); starting anew",
+            file=sys.stderr,
+        )
     if CLUSTER_DIR.exists():
         shutil.rmtree(CLUSTER_DIR)
     plane = ControlPlane(workdir=CLUSTER_DIR, detached=True)
@@ -442,10 +488,15 @@ def _up(args: argparse.Namespace) -> int:
         plane.start()
     except ControlPlaneError as error:
         print(f"error: {error}", file=sys.stderr)
+        print(f"(logs kept in {CLUSTER_DIR})", file=sys.stderr)
         return 1
     state.write_text(json.dumps({"pids": plane.pids(), "url": plane.url}))
     print(f"export KUBECONFIG={plane.kubeconfig}")
-    print(f"# KWOK plays the kubelet of nodes labelled {KWOK_LABEL[0]}={KWOK_LABEL[1]}", file=sys.stderr)
+    print(
+        f"# KWOK plays the kubelet of nodes labelled {KWOK_LABEL[0]}={KWOK_LABEL[1]}; "
+        f"logs in {CLUSTER_DIR}; `make cluster-down` stops it",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -454,10 +505,10 @@ def _down(args: argparse.Namespace) -> int:
     if not state.exists():
         print("no control plane is up", file=sys.stderr)
         return 0
-    pids = json.loads(state.read_text())["pids"]
+    running = _running_components(state)
     for name in ("kwok", "kube-controller-manager", "kube-apiserver", "etcd"):
-        if name in pids:
-            _stop_group(int(pids[name]), 10.0)
+        if name in running:
+            _stop_group(running[name], 10.0)
     shutil.rmtree(CLUSTER_DIR)
     print("control plane stopped", file=sys.stderr)
     return 0
