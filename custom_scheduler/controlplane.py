@@ -41,6 +41,8 @@ from typing import IO
 REPO = Path(__file__).resolve().parent.parent
 KWOK_LABEL = ("custom-scheduler.dev/kwok", "true")
 CLUSTER_DIR = REPO / ".cluster"
+WORKDIR_PREFIX = "custom-scheduler-cp-"
+OWNER_FILE = "owner.pid"  # the process whose control plane this directory holds
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kwok", "kubectl")
 CONTROLLERS = (
     "job-controller",
@@ -215,6 +217,32 @@ class Process:
 _SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="controlplane-spawner")
 
 
+def _remove_abandoned_workdirs() -> None:
+    """Remove temporary directories left by runs that were killed (SIGKILL leaves no time to clean).
+
+    The components of such a run died with it; a directory whose owner process still runs (a
+    concurrent test run) is left alone, and so is one without an owner file.
+    """
+    for workdir in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        try:
+            owner = int((workdir / OWNER_FILE).read_text())
+        except (FileNotFoundError, ValueError):
+            continue  # not (yet) claimed: maybe a run that is starting this moment
+        if not _alive(owner):
+            shutil.rmtree(workdir, ignore_errors=True)  # a concurrent sweep may remove it first
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id exists (of any user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
 def _die_with_parent() -> None:
     """In the child: SIGKILL when the starting process dies, however it dies (Linux).
 
@@ -294,7 +322,9 @@ class ControlPlane:
         if shutil.which("openssl") is None:
             raise ControlPlaneError("openssl is needed to make the control plane's certificates")
         if self.workdir is None:
-            self.workdir = Path(tempfile.mkdtemp(prefix="custom-scheduler-cp-"))
+            _remove_abandoned_workdirs()
+            self.workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+            (self.workdir / OWNER_FILE).write_text(str(os.getpid()))
             self._own_workdir = True
         else:
             self.workdir.mkdir(parents=True, exist_ok=True)
