@@ -20,6 +20,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install the project (done by the other targets when needed)
 
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	@echo "==> installing the bench extra (matplotlib, for the plots) into $(VENV)"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@touch $@
+
 lint: $(STAMP) ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -73,7 +79,7 @@ image: ## build the container image with podman or docker (IMAGE=name:tag)
 bench-parsing: $(STAMP) ## API objects into the client's models vs slim dataclasses, to BENCHMARKS.md
 	$(BIN)/python -m tests.bench.parsing
 
-bench-cluster: $(STAMP) controlplane ## ours beside kube-scheduler on the local control plane (QUICK=1: minutes)
+bench-cluster: $(BENCH_STAMP) controlplane ## ours beside kube-scheduler on the local control plane (QUICK=1: minutes)
 	$(BIN)/python -m tests.bench.cluster $(if $(QUICK),--quick)
 
 bench: bench-planner bench-parsing bench-cluster ## all benchmarks, written to BENCHMARKS.md (QUICK=1: a few minutes)

@@ -29,7 +29,8 @@ def pod_relevant(old: Pod | None, new: Pod | None) -> bool:
         old.node_name != new.node_name
         or old.deleting != new.deleting
         or (old.phase in _FINISHED) != (new.phase in _FINISHED)
-        or (old.phase == "Pending") != (new.phase == "Pending")
+        # A bound pod occupies its node whether it runs yet or not: only finishing frees it.
+        or (not new.node_name and (old.phase == "Pending") != (new.phase == "Pending"))
         or old.nominated_node != new.nominated_node
         or old.priority != new.priority
         or old.priority_class != new.priority_class

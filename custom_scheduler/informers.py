@@ -57,14 +57,6 @@ class Informer(Generic[T]):
         self.synced = anyio.Event()
         self.version = ""  # the resourceVersion to watch from; "" means list first
 
-    def _convert_all(self, items: list[dict[str, Any]]) -> list[T]:
-        out = []
-        for obj in items:
-            item = self._convert(obj)
-            if item is not None:
-                out.append(item)
-        return out
-
     def _convert(self, obj: dict[str, Any]) -> T | None:
         try:
             return self.convert(obj)
@@ -75,8 +67,12 @@ class Informer(Generic[T]):
 
     async def _relist(self) -> None:
         started = time.perf_counter()
-        items, resource_version = await self.kube.list(self.kind)
-        changed = self.store.replace(self._convert_all(items))
+        items: list[T] = []
+        resource_version = ""
+        async for page, last in self.kube.pages(self.kind):
+            items.extend(item for obj in page if (item := self._convert(obj)) is not None)
+            resource_version = last
+        changed = self.store.replace(items)
         log.info(
             "informer_listed",
             kind=self.kind.name,

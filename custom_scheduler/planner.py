@@ -338,6 +338,9 @@ class _Pass:
         self.nominations: list[Nominate] = []
         self.evictions: list[Evict] = []
         self.unschedulable: dict[str, Unschedulable] = {}
+        # Reason texts by what they are made of: once the nodes are full, thousands of waiting
+        # units share one text (one string, formatted once).
+        self._texts: dict[tuple[object, ...], str] = {}
         self._classify_nodes(snapshot.nodes, settings)
         self._classify_pods(snapshot.pods, settings)
 
@@ -704,26 +707,30 @@ class _Pass:
 
     # -- reasons ----------------------------------------------------------------------------
 
-    def _breakdown(self, priority: int, *, lower_note: str | None, own: int = 0) -> list[str]:
+    def _breakdown(self, priority: int, *, lower_note: str | None, own: int = 0) -> str:
         """Why nodes cannot be had by a unit of this priority, kube-scheduler style."""
         ledger = self.ledger
+        lower = ledger.lower_count(priority)
+        held = len(ledger.taken) - ledger.nominated + ledger.occupied.total - lower
+        reserved = len(ledger.reserved) + ledger.nominated - own
+        key = ("breakdown", lower, held, reserved, len(ledger.terminating), len(ledger.stuck), lower_note)
+        if (text := self._texts.get(key)) is not None:
+            return text
         counts = [
             (self.not_selected, "didn't match the scheduler's node selector"),
             (self.not_ready, "were not ready"),
             (self.cordoned, "were unschedulable"),
-            (
-                len(ledger.taken) - ledger.nominated + ledger.occupied.total - ledger.lower_count(priority),
-                "hold a pod of equal or higher priority",
-            ),
-            (len(ledger.reserved) + ledger.nominated - own, "are reserved for nominated pods"),
+            (held, "hold a pod of equal or higher priority"),
+            (reserved, "are reserved for nominated pods"),
             (len(ledger.terminating), "hold a terminating pod"),
             (len(ledger.stuck), f"hold a pod still terminating {self.stuck_after:g}s after its grace period"),
         ]
         if lower_note is not None:
-            counts.append((ledger.lower_count(priority), f"hold a pod of lower priority, {lower_note}"))
+            counts.append((lower, f"hold a pod of lower priority, {lower_note}"))
         counts = [(n, text) for n, text in counts if n > 0]
         counts.sort(key=lambda c: (-c[0], c[1]))
-        return [f"{n} node(s) {text}" for n, text in counts]
+        text = self._texts[key] = ", ".join(f"{n} node(s) {text}" for n, text in counts)
+        return text
 
     def _reason(self, unit: _Unit, *, had: int, own: int, waiting: bool) -> str:
         """Why a unit stays pending; its own reserved nodes count as nodes it can have."""
@@ -732,15 +739,20 @@ class _Pass:
             lower_note = "and preemptionPolicy is Never"
         elif waiting:
             lower_note = "which it may preempt once its preempted pods have left"
-        detail = ", ".join(self._breakdown(unit.priority, lower_note=lower_note, own=own))
+        detail = self._breakdown(unit.priority, lower_note=lower_note, own=own)
         if unit.gang is None:
-            return f"0/{self.node_total} nodes are available" + (f": {detail}." if detail else ".")
+            key: tuple[object, ...] = ("single", detail)
+            if (text := self._texts.get(key)) is None:
+                text = self._texts[key] = f"0/{self.node_total} nodes are available" + (
+                    f": {detail}." if detail else "."
+                )
+            return text
         need = self._need(unit)
         text = f"gang {unit.gang.label} needs {need} nodes, {min(had, need - 1)} can be had"
         return f"{text}: {detail}." if detail else text
 
     def _extra_reason(self, unit: _Unit) -> str:
-        parts = self._breakdown(
+        detail = self._breakdown(
             unit.priority, lower_note="and members beyond the gang's min-available do not preempt"
         )
-        return f"0/{self.node_total} nodes are available: {', '.join(parts)}."
+        return f"0/{self.node_total} nodes are available: {detail}."

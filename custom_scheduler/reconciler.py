@@ -1,20 +1,20 @@
 """The reconcile loop: on a trigger or every interval, snapshot, plan, and apply the plan concurrently.
 
-A pass writes only what differs from what the cluster already says: a pod's reason for waiting
-is posted (condition and event) when it changes, a nomination when the pod names another node.
-What it applies is assumed in the cache until the watch confirms it, so the next pass, which may
-run before the watch catches up, never plans the same pod twice.
+A pass writes only what differs from what the cluster already says: a nomination when the pod
+names another node, a pod's reason for waiting (condition and event, handed to `Reasons`) when
+it changes. What it applies is assumed in the cache until the watch confirms it, so the next
+pass, which may run before the watch catches up, never plans the same pod twice. Events and
+reasons are written in the background (`recorder`): a pass waits only for binds, evictions and
+nominations.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import gc
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -25,8 +25,9 @@ from custom_scheduler.cache import Cache
 from custom_scheduler.informers import retryable
 from custom_scheduler.kube import Kube, Outcome
 from custom_scheduler.metrics import Metrics
-from custom_scheduler.model import GROUP_NAME, Bind, Evict, Nominate, Plan, Pod, Unschedulable
+from custom_scheduler.model import GROUP_NAME, Bind, Evict, Nominate, Plan, Pod
 from custom_scheduler.planner import plan
+from custom_scheduler.recorder import Reasons, Recorder, now
 from custom_scheduler.settings import Settings
 
 log = structlog.get_logger(component="reconciler")
@@ -51,10 +52,6 @@ class PassStats:
         self.outcomes[what] = self.outcomes.get(what, 0) + 1
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class Reconciler:
     """One pass at a time: snapshot the cache, plan, apply (or, in dry-run, only log)."""
 
@@ -67,6 +64,7 @@ class Reconciler:
         clock: Callable[[], float] = time.monotonic,
         on_pass: Callable[[PassStats, Plan], None] | None = None,
         metrics: Metrics | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.kube = kube
         self.metrics = metrics
@@ -74,10 +72,11 @@ class Reconciler:
         self.settings = settings
         self.clock = clock
         self.on_pass = on_pass
-        self.instance = socket.gethostname()
+        # Their workers run beside the passes (`service` starts them): what the scheduler tells
+        # people never holds up a pass.
+        self.recorder = recorder or Recorder(kube, workers=settings.event_workers)
+        self.reasons = Reasons(kube, self.recorder, workers=settings.reason_workers)
         self.passes = 0
-        # What we last said about each waiting pod, so a reason is posted once, not every pass.
-        self._said: dict[str, str] = {}
 
     async def run_pass(self) -> tuple[PassStats, Plan]:
         """Plan on one snapshot and apply the result; return what was done."""
@@ -137,27 +136,29 @@ class Reconciler:
         for e in result.evictions:
             log.info("pod_evicted", pod=e.pod, node=e.node, preemptor=e.preemptor, dry_run=True)
         for u in result.unschedulable:
-            if self._said.get(u.pod) != u.reason:
-                self._said[u.pod] = u.reason
+            if self.reasons.said(u.pod) != u.reason:
+                self.reasons.mark(u.pod, u.reason)
                 log.info("pod_unschedulable", pod=u.pod, reason=u.reason, dry_run=True)
 
     async def _apply(self, result: Plan, pods: dict[str, Pod], stats: PassStats) -> None:
-        limiter = anyio.CapacityLimiter(self.settings.max_concurrency)
-
-        async def bounded(step: Callable[[], Awaitable[None]]) -> None:
-            async with limiter:
-                try:
-                    await step()
-                except Exception as error:
-                    # The API server away for a moment (restarting, overloaded): the write did
-                    # not happen, nothing is assumed, and the next pass plans it again.
-                    if not retryable(error):
-                        raise
-                    stats.count("write_unavailable")
-                    log.warning("write_failed", error=f"{type(error).__name__}: {error}")
+        async def guarded(step: Callable[[], Awaitable[None]]) -> None:
+            try:
+                await step()
+            except Exception as error:
+                # The API server away for a moment (restarting, overloaded): the write did
+                # not happen, nothing is assumed, and the next pass plans it again.
+                if not retryable(error):
+                    raise
+                stats.count("write_unavailable")
+                log.warning("write_failed", error=f"{type(error).__name__}: {error}")
 
         nominated = {n.pod for n in result.nominations}
         bound = {b.pod for b in result.binds}
+        unschedulable = {u.pod for u in result.unschedulable}
+        self.reasons.keep(unschedulable=unschedulable, waiting=unschedulable | nominated)
+        for u in result.unschedulable:
+            self.reasons.report(u, pods[u.pod])
+        # In this order: evictions free nodes, nominations reserve them, binds place pods.
         steps: list[Callable[[], Awaitable[None]]] = []
         for e in result.evictions:
             steps.append(lambda e=e: self._evict(e, pods, stats))  # type: ignore[misc]
@@ -165,16 +166,21 @@ class Reconciler:
             steps.append(lambda n=n: self._nominate(n, pods[n.pod], stats))  # type: ignore[misc]
         for b in result.binds:
             steps.append(lambda b=b: self._bind(b, pods[b.pod], stats))  # type: ignore[misc]
-        for u in result.unschedulable:
-            steps.append(lambda u=u: self._unschedulable(u, pods[u.pod], stats))  # type: ignore[misc]
         for pod in pods.values():
             if pod.nominated_node and not pod.node_name and pod.key not in nominated and pod.key not in bound:
                 steps.append(lambda pod=pod: self._clear_nomination(pod, stats))  # type: ignore[misc]
-        waiting = {u.pod for u in result.unschedulable} | nominated
-        self._said = {k: v for k, v in self._said.items() if k in waiting}
+
+        # A fixed set of workers takes the steps in order: a pass of 5,000 binds holds
+        # `max_concurrency` tasks, not 5,000.
+        todo = iter(steps)
+
+        async def worker() -> None:
+            for step in todo:
+                await guarded(step)
+
         async with anyio.create_task_group() as tg:
-            for step in steps:
-                tg.start_soon(bounded, step)
+            for _ in range(min(self.settings.max_concurrency, len(steps))):
+                tg.start_soon(worker)
 
     # -- the writes -------------------------------------------------------------------------
 
@@ -182,20 +188,8 @@ class Reconciler:
         assert self.kube is not None
         return self.kube
 
-    async def _event(self, pod: Pod, *, type_: str, reason: str, message: str) -> None:
-        body = convert.event_body(
-            namespace=pod.namespace,
-            pod_name=pod.name,
-            pod_uid=pod.uid,
-            type_=type_,
-            reason=reason,
-            message=message,
-            timestamp=_now(),
-            instance=self.instance,
-        )
-        await self._kube().create_event(pod.namespace, body)
-
     async def _bind(self, b: Bind, pod: Pod, stats: PassStats) -> None:
+        await self.reasons.settle(b.pod)
         outcome = await self._kube().bind(
             pod.namespace, pod.name, b.node, convert.binding_body(pod.namespace, pod.name, b.node, pod.uid)
         )
@@ -204,7 +198,7 @@ class Reconciler:
             if self.metrics is not None:
                 self.metrics.bound(pod.creation)
             log.info("pod_bound", pod=b.pod, node=b.node)
-            await self._event(pod, type_="Normal", reason="Scheduled", message=b.message)
+            await self.recorder.record(pod, type_="Normal", reason="Scheduled", message=b.message)
         else:
             stats.count(f"bind_{outcome.value}")
             if self.metrics is not None:
@@ -218,7 +212,7 @@ class Reconciler:
             "True",
             "PreemptionByScheduler",
             f"{self.settings.scheduler_name}: preempting to make room for {e.preemptor}",
-            _now(),
+            now(),
         )
         outcome = await kube.patch_status(pod.namespace, pod.name, condition)
         if outcome is Outcome.OK:
@@ -233,7 +227,7 @@ class Reconciler:
             # again that it was preemption, so the owner can tell why the pod went (404: gone).
             await kube.patch_status(pod.namespace, pod.name, condition)
             log.info("pod_evicted", pod=e.pod, node=e.node, preemptor=e.preemptor)
-            await self._event(pod, type_="Normal", reason="Preempted", message=e.message)
+            await self.recorder.record(pod, type_="Normal", reason="Preempted", message=e.message)
             return
         stats.count(f"eviction_{outcome.value}")
         log.warning("eviction_refused", pod=e.pod, node=e.node, preemptor=e.preemptor, outcome=outcome.value)
@@ -243,15 +237,16 @@ class Reconciler:
                 f"eviction of {e.pod} from node {e.node} was refused: a PodDisruptionBudget allows no "
                 "more disruptions now; the next pass tries again"
             )
-            await self._event(preemptor, type_="Warning", reason="FailedScheduling", message=message)
+            await self.recorder.record(preemptor, type_="Warning", reason="FailedScheduling", message=message)
 
     async def _nominate(self, n: Nominate, pod: Pod, stats: PassStats) -> None:
+        await self.reasons.settle(n.pod)
         patch: dict[str, Any] = {}
         if pod.nominated_node != n.node:
             patch = convert.nomination_patch(n.node)
         message = n.message
-        if pod.scheduled_message != message and self._said.get(n.pod) != message:
-            condition = convert.pod_condition_patch("PodScheduled", "False", "Unschedulable", message, _now())
+        if pod.scheduled_message != message and self.reasons.said(n.pod) != message:
+            condition = convert.pod_condition_patch("PodScheduled", "False", "Unschedulable", message, now())
             patch.setdefault("status", {}).update(condition["status"])
         if not patch:
             return
@@ -259,25 +254,10 @@ class Reconciler:
         if outcome is not Outcome.OK:
             stats.count(f"nomination_{outcome.value}")
             return
-        self._said[n.pod] = message
+        self.reasons.mark(n.pod, message)
         if pod.nominated_node != n.node:
             self.cache.assume_nominated(pod.uid, n.node, now=self.clock())
             log.info("pod_nominated", pod=n.pod, node=n.node, waiting_for=list(n.waiting_for))
-
-    async def _unschedulable(self, u: Unschedulable, pod: Pod, stats: PassStats) -> None:
-        if self._said.get(u.pod) == u.reason or (
-            pod.scheduled_reason == "Unschedulable" and pod.scheduled_message == u.reason
-        ):
-            self._said[u.pod] = u.reason
-            return
-        patch = convert.pod_condition_patch("PodScheduled", "False", "Unschedulable", u.reason, _now())
-        outcome = await self._kube().patch_status(pod.namespace, pod.name, patch)
-        if outcome is not Outcome.OK:
-            stats.count(f"condition_{outcome.value}")
-            return
-        self._said[u.pod] = u.reason
-        log.info("pod_unschedulable", pod=u.pod, reason=u.reason, invalid=u.invalid)
-        await self._event(pod, type_="Warning", reason="FailedScheduling", message=u.reason)
 
     async def _clear_nomination(self, pod: Pod, stats: PassStats) -> None:
         outcome = await self._kube().patch_status(pod.namespace, pod.name, convert.nomination_patch(None))

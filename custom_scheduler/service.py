@@ -119,6 +119,8 @@ async def run_scheduler(
                 tg.start_soon(_wait_for_signal, tg.cancel_scope)
             for informer in feeds:
                 tg.start_soon(informer.run)
+            tg.start_soon(reconciler.recorder.run)
+            tg.start_soon(reconciler.reasons.run)
             if elector is None:
                 metrics.leader.set(1)
                 tg.start_soon(passes)
@@ -155,9 +157,7 @@ def elector_for(kube: Kube, settings: Settings, metrics: Metrics) -> Elector:
 
 async def run(settings: Settings) -> None:
     """`custom-scheduler run`: connect with the settings' kubeconfig and schedule until stopped."""
-    async with connect(
-        settings.kubeconfig, settings.context, connections=settings.max_concurrency + 8
-    ) as kube:
+    async with connect(settings.kubeconfig, settings.context, connections=settings.connections) as kube:
         await run_scheduler(kube, settings)
 
 

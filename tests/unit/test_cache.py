@@ -16,7 +16,9 @@ def test_put_reports_relevant_changes_only() -> None:
     # Our own condition being written is not a reason to plan again.
     assert cache.pods.put(dataclasses.replace(pod, scheduled_message="waiting")) is False
     assert cache.pods.put(dataclasses.replace(pod, node_name="n1")) is True
-    assert cache.pods.put(dataclasses.replace(pod, node_name="n1", phase="Running")) is True
+    # A bound pod occupies its node from the bind: its starting to run changes no plan (SPEC 8
+    # lists added, deleted, bound, finished); only a pass per kubelet update would follow.
+    assert cache.pods.put(dataclasses.replace(pod, node_name="n1", phase="Running")) is False
     assert cache.pods.put(dataclasses.replace(pod, node_name="n1", phase="Succeeded")) is True
     assert cache.pods.delete(pod) is True
     assert cache.pods.delete(pod) is False

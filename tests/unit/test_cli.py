@@ -362,7 +362,7 @@ def test_run_flags_become_settings() -> None:
 
 def test_defaults_are_the_specs() -> None:
     run_settings = settings_from_args(build_parser().parse_args(["run"]))
-    assert (run_settings.interval, run_settings.max_concurrency, run_settings.log_format) == (5.0, 32, "auto")
+    assert (run_settings.interval, run_settings.max_concurrency, run_settings.log_format) == (5.0, 64, "auto")
     assert run_settings.scheduler_name == "custom-scheduler" and run_settings.namespace is None
     plan_settings = settings_from_args(build_parser().parse_args(["plan", "--snapshot", "-"]))
     assert plan_settings == Settings()

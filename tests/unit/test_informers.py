@@ -40,13 +40,13 @@ class ScriptedKube:
         if len(self.calls) >= self.target:
             self.reached.set()
 
-    async def list(self, kind: Kind) -> tuple[list[dict[str, Any]], str]:
+    async def pages(self, kind: Kind) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
         self._called("list", "")
         answer = self.lists.pop(0)
         if isinstance(answer, BaseException):
             raise answer
         items, rv = answer
-        return items, rv
+        yield items, rv
 
     async def watch(self, kind: Kind, rv: str, *, seconds: int) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         self._called("watch", rv)

@@ -1,0 +1,203 @@
+"""What the scheduler tells people, written in the background so that a pass never waits for it.
+
+Events and the reasons pods wait change nothing the next pass reads; the writes that do (binds,
+evictions, nominations) belong to the pass. So, as kube-scheduler's event broadcaster and its
+asynchronous status updates do, the reconciler hands them over and goes on:
+
+- `Recorder`: events (`Scheduled`, `Preempted`, ...) in a bounded queue that a few workers post,
+  in order. When the queue is full the reconciler waits for room: nothing is dropped and memory
+  stays bounded.
+- `Reasons`: for each waiting pod, its `PodScheduled=False` condition and a `FailedScheduling`
+  event. Only the newest reason of a pod is kept, each is written once, and a pass that is about
+  to bind or nominate a pod first waits for any write of its reason under way (`settle`), so an
+  old reason never lands on a pod after its bind. A cluster with 45,000 waiting pods thus costs a
+  pass nothing but the plan.
+
+Either still holding work when the process stops says how much in the log.
+"""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import structlog
+
+from custom_scheduler import convert
+from custom_scheduler.informers import retryable
+from custom_scheduler.kube import Kube, Outcome
+from custom_scheduler.model import Pod, Unschedulable
+
+log = structlog.get_logger(component="recorder")
+
+CAPACITY = 1000
+
+
+def now() -> str:
+    """The API's timestamp format, to the second, in UTC."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _failure(error: Exception) -> str:
+    """A retryable error, for the log; anything else propagates and ends the process."""
+    if not retryable(error):
+        raise error
+    return f"{type(error).__name__}: {error}"
+
+
+class Recorder:
+    """A bounded queue of events and the workers that post them (`run`)."""
+
+    def __init__(self, kube: Kube | None, *, workers: int = 4, capacity: int = CAPACITY) -> None:
+        self.kube = kube
+        self.workers = workers
+        self.instance = socket.gethostname()
+        self._send, self._receive = anyio.create_memory_object_stream[tuple[str, dict[str, Any]]](capacity)
+
+    @property
+    def queued(self) -> int:
+        """Events waiting to be posted."""
+        return self._send.statistics().current_buffer_used
+
+    def _body(self, pod: Pod, type_: str, reason: str, message: str) -> dict[str, Any]:
+        return convert.event_body(
+            namespace=pod.namespace,
+            pod_name=pod.name,
+            pod_uid=pod.uid,
+            type_=type_,
+            reason=reason,
+            message=message,
+            timestamp=now(),
+            instance=self.instance,
+        )
+
+    async def record(self, pod: Pod, *, type_: str, reason: str, message: str) -> None:
+        """Queue an event about `pod` (stamped now); waits only while the queue is full."""
+        await self._send.send((pod.namespace, self._body(pod, type_, reason, message)))
+
+    async def post(self, pod: Pod, *, type_: str, reason: str, message: str) -> None:
+        """Post an event about `pod` now, past the queue (for callers already in the background)."""
+        await self._post(pod.namespace, self._body(pod, type_, reason, message))
+
+    async def run(self) -> None:
+        """Post queued events until cancelled."""
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(self.workers):
+                    tg.start_soon(self._work)
+        finally:
+            if self.queued:
+                log.warning("events_unsent", count=self.queued)
+
+    async def _work(self) -> None:
+        async for namespace, body in self._receive:
+            await self._post(namespace, body)
+
+    async def _post(self, namespace: str, body: dict[str, Any]) -> None:
+        assert self.kube is not None
+        try:
+            outcome = await self.kube.create_event(namespace, body)
+        except Exception as error:
+            # The API server away for a moment: this event is lost; what it told is in the log.
+            log.warning("event_failed", reason=body["reason"], error=_failure(error))
+            return
+        if outcome is not Outcome.OK:  # its namespace is going
+            log.debug("event_skipped", reason=body["reason"], outcome=outcome.value)
+
+
+class Reasons:
+    """Why each waiting pod waits, written in the background: newest reason only, each once."""
+
+    def __init__(self, kube: Kube | None, recorder: Recorder, *, workers: int = 4) -> None:
+        self.kube = kube
+        self.recorder = recorder
+        self.workers = workers
+        self._said: dict[str, str] = {}  # pod -> the message its condition shows, as far as we know
+        self._queue: dict[str, tuple[Pod, Unschedulable]] = {}  # oldest first; one entry a pod
+        self._writing: dict[str, anyio.Event] = {}
+        self._wake = anyio.Event()
+
+    @property
+    def queued(self) -> int:
+        """Reasons waiting to be written."""
+        return len(self._queue)
+
+    def said(self, pod: str) -> str | None:
+        """The message this pod's condition shows, as far as this scheduler knows."""
+        return self._said.get(pod)
+
+    def mark(self, pod: str, message: str) -> None:
+        """The pod's condition now shows `message` (a nomination wrote it)."""
+        self._said[pod] = message
+
+    def keep(self, *, unschedulable: set[str], waiting: set[str]) -> None:
+        """At a pass's start: drop queued reasons of pods no longer unschedulable, and forget what
+        was said to pods no longer waiting (placed or gone), so that a reason is said again if
+        they wait again."""
+        self._queue = {k: v for k, v in self._queue.items() if k in unschedulable}
+        self._said = {k: v for k, v in self._said.items() if k in waiting}
+
+    def report(self, u: Unschedulable, pod: Pod) -> None:
+        """Have `u.reason` written for the pod, unless it says so already."""
+        self._queue.pop(u.pod, None)
+        if self._said.get(u.pod) == u.reason or (
+            pod.scheduled_reason == "Unschedulable" and pod.scheduled_message == u.reason
+        ):
+            self._said[u.pod] = u.reason
+            return
+        self._queue[u.pod] = (pod, u)
+        self._wake.set()
+
+    async def settle(self, pod: str) -> None:
+        """Before the pass binds or nominates `pod`: no reason of it will be written after this."""
+        self._queue.pop(pod, None)
+        writing = self._writing.get(pod)
+        if writing is not None:
+            await writing.wait()
+
+    async def run(self) -> None:
+        """Write queued reasons until cancelled."""
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(self.workers):
+                    tg.start_soon(self._work)
+        finally:
+            if self._queue:
+                log.warning("reasons_unsent", count=len(self._queue))
+
+    async def _work(self) -> None:
+        while True:
+            # The oldest pod whose reason no other worker is writing (a pod's writes stay in order).
+            key = next((k for k in self._queue if k not in self._writing), None)
+            if key is None:
+                if self._wake.is_set():
+                    self._wake = anyio.Event()
+                await self._wake.wait()
+                continue
+            pod, u = self._queue.pop(key)
+            done = self._writing[key] = anyio.Event()
+            try:
+                if self._said.get(key) != u.reason:  # a write that just ended may have said it
+                    await self._write(pod, u)
+            finally:
+                del self._writing[key]
+                done.set()
+                self._wake.set()  # a pod held back behind this write may go now
+
+    async def _write(self, pod: Pod, u: Unschedulable) -> None:
+        assert self.kube is not None
+        patch = convert.pod_condition_patch("PodScheduled", "False", "Unschedulable", u.reason, now())
+        try:
+            outcome = await self.kube.patch_status(pod.namespace, pod.name, patch)
+        except Exception as error:
+            # Not written, not said: the next pass reports it again.
+            log.warning("reason_failed", pod=u.pod, error=_failure(error))
+            return
+        if outcome is not Outcome.OK:  # the pod is gone, or its namespace
+            log.debug("reason_skipped", pod=u.pod, outcome=outcome.value)
+            return
+        self._said[u.pod] = u.reason
+        log.info("pod_unschedulable", pod=u.pod, reason=u.reason, invalid=u.invalid)
+        await self.recorder.post(pod, type_="Warning", reason="FailedScheduling", message=u.reason)
