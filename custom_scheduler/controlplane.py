@@ -33,10 +33,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 REPO = Path(__file__).resolve().parent.parent
 KWOK_LABEL = ("custom-scheduler.dev/kwok", "true")
@@ -59,6 +60,24 @@ CONTROLLERS = (
 # KWOK's stages: nodes become Ready and keep a lease; pods become Running and stay so; a
 # deleted pod goes when its grace period ends. See the file for why.
 KWOK_STAGES = REPO / "hack" / "kwok" / "stages.yaml"
+
+
+def kwok_node(
+    name: str, *, labels: Mapping[str, str] | None = None, allocatable: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A Node for KWOK to play: labelled `KWOK_LABEL` (and `labels`); `allocatable` also sets capacity."""
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {KWOK_LABEL[0]: KWOK_LABEL[1], **(labels or {})},
+            "annotations": {"kwok.x-k8s.io/node": "fake"},
+        },
+    }
+    if allocatable:
+        body["status"] = {"allocatable": dict(allocatable), "capacity": dict(allocatable)}
+    return body
 
 
 class ControlPlaneError(RuntimeError):

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import anyio
 import yaml
 
-from custom_scheduler.controlplane import KWOK_LABEL, REPO, ControlPlane, ControlPlaneError
+from custom_scheduler.controlplane import REPO, ControlPlane, ControlPlaneError, kwok_node
 from custom_scheduler.kube import Kube, connect
 
 EXAMPLES = REPO / "manifests" / "examples"
@@ -202,16 +202,7 @@ async def play(plane: ControlPlane, log: Path) -> None:
     """Nodes, the scheduler process, both scenarios."""
     async with connect(str(plane.kubeconfig), None) as kube:
         for name in ("node-1", "node-2"):
-            node = {
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {
-                    "name": name,
-                    "labels": {KWOK_LABEL[0]: KWOK_LABEL[1]},
-                    "annotations": {"kwok.x-k8s.io/node": "fake"},
-                },
-            }
-            await kube.call("POST", "/api/v1/nodes", node)
+            await kube.call("POST", "/api/v1/nodes", kwok_node(name))
 
         async def ready() -> bool:
             _, body = await kube.call("GET", "/api/v1/nodes")

@@ -19,6 +19,7 @@ Either still holding work when the process stops says how much in the log.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,19 @@ CAPACITY = 1000
 def now() -> str:
     """The API's timestamp format, to the second, in UTC."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _run_workers(
+    count: int, work: Callable[[], Coroutine[Any, Any, None]], *, left: Callable[[], int], what: str
+) -> None:
+    """`count` tasks running `work` until cancelled; then say how much was `left` undone."""
+    try:
+        async with anyio.create_task_group() as tg:
+            for _ in range(count):
+                tg.start_soon(work)
+    finally:
+        if left():
+            log.warning(f"{what}_unsent", count=left())
 
 
 def _failure(error: Exception) -> str:
@@ -83,13 +97,7 @@ class Recorder:
 
     async def run(self) -> None:
         """Post queued events until cancelled."""
-        try:
-            async with anyio.create_task_group() as tg:
-                for _ in range(self.workers):
-                    tg.start_soon(self._work)
-        finally:
-            if self.queued:
-                log.warning("events_unsent", count=self.queued)
+        await _run_workers(self.workers, self._work, left=lambda: self.queued, what="events")
 
     async def _work(self) -> None:
         async for namespace, body in self._receive:
@@ -159,13 +167,7 @@ class Reasons:
 
     async def run(self) -> None:
         """Write queued reasons until cancelled."""
-        try:
-            async with anyio.create_task_group() as tg:
-                for _ in range(self.workers):
-                    tg.start_soon(self._work)
-        finally:
-            if self._queue:
-                log.warning("reasons_unsent", count=len(self._queue))
+        await _run_workers(self.workers, self._work, left=lambda: self.queued, what="reasons")
 
     async def _work(self) -> None:
         while True:

@@ -29,7 +29,7 @@ from typing import Any
 
 import anyio
 
-from custom_scheduler.controlplane import KWOK_LABEL, ControlPlane
+from custom_scheduler.controlplane import ControlPlane, kwok_node
 from custom_scheduler.kube import Kube, connect
 
 NS = "soak"
@@ -117,16 +117,7 @@ class Churn:
     async def add_node(self) -> None:
         """A new KWOK node (names are never reused)."""
         name = self._name("soak-node")
-        body = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": name,
-                "labels": {KWOK_LABEL[0]: KWOK_LABEL[1], LABEL[0]: LABEL[1]},
-                "annotations": {"kwok.x-k8s.io/node": "fake"},
-            },
-        }
-        status, _ = await self.kube.call("POST", "/api/v1/nodes", body)
+        status, _ = await self.kube.call("POST", "/api/v1/nodes", kwok_node(name, labels=dict([LABEL])))
         if status in (200, 201):
             self.nodes.append(name)
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import anyio
 
-from custom_scheduler.controlplane import KWOK_LABEL, ControlPlane, bin_dir, free_port
+from custom_scheduler.controlplane import ControlPlane, bin_dir, free_port, kwok_node
 from custom_scheduler.kube import Kind, Kube, connect
 
 NS = "bench"
@@ -123,21 +123,8 @@ class Watcher:
         await self.wait_until(lambda: all(n in seen for n in names), deadline=deadline, what=what)
 
 
-def node_body(name: str, *, one_pod: bool) -> dict[str, Any]:
-    """A KWOK node; `one_pod` makes it report allocatable pods: 1, kube-scheduler's form of our rule."""
-    body: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "labels": {KWOK_LABEL[0]: KWOK_LABEL[1]},
-            "annotations": {"kwok.x-k8s.io/node": "fake"},
-        },
-    }
-    if one_pod:
-        resources = {"cpu": "32", "memory": "256Gi", "pods": "1"}
-        body["status"] = {"allocatable": resources, "capacity": resources}
-    return body
+# kube-scheduler's form of our rule: nodes that take one pod.
+ONE_POD = {"cpu": "32", "memory": "256Gi", "pods": "1"}
 
 
 def node_name(i: int) -> str:
@@ -383,10 +370,11 @@ class Bench:
 
     async def create_nodes(self, count: int) -> list[str]:
         """`count` nodes, all Ready before this returns."""
-        one_pod = self.contender in CLIENT_RATE
+        allocatable = ONE_POD if self.contender in CLIENT_RATE else None
         names = [node_name(i) for i in range(count)]
         await run_all(
-            partial(expect, self.kube, "POST", "/api/v1/nodes", node_body(n, one_pod=one_pod)) for n in names
+            partial(expect, self.kube, "POST", "/api/v1/nodes", kwok_node(n, allocatable=allocatable))
+            for n in names
         )
         kind = Kind("nodes", "/api/v1/nodes")
         with anyio.fail_after(600):

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import anyio
 import yaml
 
-from custom_scheduler.controlplane import KWOK_LABEL, ControlPlane
+from custom_scheduler.controlplane import ControlPlane, kwok_node
 from custom_scheduler.kube import Kube
 from custom_scheduler.model import GROUP_NAME, MIN_AVAILABLE, Plan
 from custom_scheduler.reconciler import PassStats
@@ -100,16 +100,7 @@ class Cluster:
         names = [f"{prefix}-{i}" for i in range(count)]
         async with anyio.create_task_group() as tg:
             for name in names:
-                body = {
-                    "apiVersion": "v1",
-                    "kind": "Node",
-                    "metadata": {
-                        "name": name,
-                        "labels": {KWOK_LABEL[0]: KWOK_LABEL[1], **labels},
-                        "annotations": {"kwok.x-k8s.io/node": "fake"},
-                    },
-                }
-                tg.start_soon(self.create, "/api/v1/nodes", body)
+                tg.start_soon(self.create, "/api/v1/nodes", kwok_node(name, labels=labels))
         for name in names:
             await self.wait_for(functools.partial(self.node_ready, name), what=f"node {name} Ready")
         return names
