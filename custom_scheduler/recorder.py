@@ -33,7 +33,11 @@ from custom_scheduler.model import Pod, Unschedulable
 
 log = structlog.get_logger(component="recorder")
 
-CAPACITY = 1000
+# Events queued at most: a burst of 5,000 binds fits, some 2 MB (an entry is a tuple of the
+# pod, already cached, and three short strings); beyond it, binds wait for events to go.
+CAPACITY = 10_000
+
+_Entry = tuple[Pod, str, str, str, str]  # pod, type, reason, message, timestamp
 
 
 def now() -> str:
@@ -68,51 +72,50 @@ class Recorder:
         self.kube = kube
         self.workers = workers
         self.instance = socket.gethostname()
-        self._send, self._receive = anyio.create_memory_object_stream[tuple[str, dict[str, Any]]](capacity)
+        self._send, self._receive = anyio.create_memory_object_stream[_Entry](capacity)
 
     @property
     def queued(self) -> int:
         """Events waiting to be posted."""
         return self._send.statistics().current_buffer_used
 
-    def _body(self, pod: Pod, type_: str, reason: str, message: str) -> dict[str, Any]:
-        return convert.event_body(
-            namespace=pod.namespace,
-            pod_name=pod.name,
-            pod_uid=pod.uid,
-            type_=type_,
-            reason=reason,
-            message=message,
-            timestamp=now(),
-            instance=self.instance,
-        )
-
     async def record(self, pod: Pod, *, type_: str, reason: str, message: str) -> None:
         """Queue an event about `pod` (stamped now); waits only while the queue is full."""
-        await self._send.send((pod.namespace, self._body(pod, type_, reason, message)))
+        await self._send.send((pod, type_, reason, message, now()))
 
     async def post(self, pod: Pod, *, type_: str, reason: str, message: str) -> None:
         """Post an event about `pod` now, past the queue (for callers already in the background)."""
-        await self._post(pod.namespace, self._body(pod, type_, reason, message))
+        await self._post((pod, type_, reason, message, now()))
 
     async def run(self) -> None:
         """Post queued events until cancelled."""
         await _run_workers(self.workers, self._work, left=lambda: self.queued, what="events")
 
     async def _work(self) -> None:
-        async for namespace, body in self._receive:
-            await self._post(namespace, body)
+        async for entry in self._receive:
+            await self._post(entry)
 
-    async def _post(self, namespace: str, body: dict[str, Any]) -> None:
+    async def _post(self, entry: _Entry) -> None:
         assert self.kube is not None
+        pod, type_, reason, message, timestamp = entry
+        body = convert.event_body(
+            namespace=pod.namespace,
+            pod_name=pod.name,
+            pod_uid=pod.uid,
+            type_=type_,
+            reason=reason,
+            message=message,
+            timestamp=timestamp,
+            instance=self.instance,
+        )
         try:
-            outcome = await self.kube.create_event(namespace, body)
+            outcome = await self.kube.create_event(pod.namespace, body)
         except Exception as error:
             # The API server away for a moment: this event is lost; what it told is in the log.
-            log.warning("event_failed", reason=body["reason"], error=_failure(error))
+            log.warning("event_failed", pod=pod.key, reason=reason, error=_failure(error))
             return
         if outcome is not Outcome.OK:  # its namespace is going
-            log.debug("event_skipped", reason=body["reason"], outcome=outcome.value)
+            log.debug("event_skipped", pod=pod.key, reason=reason, outcome=outcome.value)
 
 
 class Reasons:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import ssl
-import subprocess
 import sys
 import time
 import urllib.error
@@ -26,7 +25,7 @@ from typing import Any
 
 import anyio
 
-from custom_scheduler.controlplane import ControlPlane, bin_dir, free_port, kwok_node
+from custom_scheduler.controlplane import ControlPlane, Process, bin_dir, free_port, kwok_node
 from custom_scheduler.kube import Kind, Kube, connect
 
 NS = "bench"
@@ -248,12 +247,13 @@ class Scheduler:
     """A contender's scheduler process."""
 
     contender: str
-    popen: subprocess.Popen[bytes]
+    process: Process  # dies with the harness, however it ends (no scheduler outlives a killed run)
     ready_url: str
 
     def usage(self) -> Usage:
         """CPU seconds so far and peak RSS."""
-        return Usage.of(self.popen.pid)
+        assert self.process.popen is not None
+        return Usage.of(self.process.popen.pid)
 
     async def wait_ready(self, deadline: float = 120.0) -> None:
         """Until its /readyz answers 200 (informers synced)."""
@@ -270,21 +270,15 @@ class Scheduler:
 
         started = time.monotonic()
         while not await anyio.to_thread.run_sync(ready):
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.contender} exited at start (status {self.popen.returncode})")
+            if not self.process.alive():
+                raise RuntimeError(f"{self.contender} exited at start:\n{self.process.tail()}")
             if time.monotonic() - started > deadline:
                 raise TimeoutError(f"{self.contender} not ready after {deadline:.0f} s")
             await anyio.sleep(0.1)
 
     def stop(self) -> None:
-        """SIGTERM, then wait."""
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        """SIGTERM, then wait (SIGKILL after 30 s)."""
+        self.process.stop(timeout=30)
 
 
 def _start_scheduler(contender: str, plane: ControlPlane, log: Path, *, gangs: bool) -> Scheduler:
@@ -328,9 +322,10 @@ def _start_scheduler(contender: str, plane: ControlPlane, log: Path, *, gangs: b
         if gangs:
             argv.append(f"--feature-gates={GANG_SCHEDULER_GATES}")
         url = f"https://127.0.0.1:{port}/readyz"
-    with log.open("wb") as out:
-        popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    return Scheduler(contender, popen, url)
+    log.unlink(missing_ok=True)
+    process = Process(contender, argv, log)
+    process.start()
+    return Scheduler(contender, process, url)
 
 
 @dataclass
