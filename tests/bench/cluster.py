@@ -292,7 +292,7 @@ class Sizes:
 
 FULL = Sizes((100, 1000, 5000), 100, 1000, (1000, 5000), 60, (5000, 50_000), (OURS, KUBE_SCHEDULER_RAISED), 3)
 QUICK = Sizes((100, 1000), 20, 200, (100, 500), 20, (1000, 5000), (OURS,), 1)
-CHURN_NODES, CHURN_RATE, CHURN_LIFETIME = 1000, 20.0, 15.0
+CHURN_NODES, CHURN_RATE, CHURN_LIFETIME = 1000, 20.0, 10.0
 
 
 def plan(sizes: Sizes, work: Path) -> list[tuple[str, Callable[[], Awaitable[Run]]]]:
