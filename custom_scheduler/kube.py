@@ -141,8 +141,8 @@ async def connect(
     """A `Kube` for the chosen cluster, closed on exit; `connections` bounds requests in flight."""
     configuration = await load_configuration(kubeconfig, context)
     # The generated client's session trusts the environment, and so reads the proxy variables and
-    # ~/.netrc in a worker thread on every request: a third of a request's cost under load. The
-    # proxy is read here once instead (a kubeconfig's proxy-url wins); ~/.netrc has no part in
+    # ~/.netrc in a worker thread on every request: as much CPU as the rest of the request
+    # (BENCHMARKS.md). The proxy is read here once instead (a kubeconfig's proxy-url wins); ~/.netrc has no part in
     # Kubernetes' authentication.
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=connections, ssl=ssl_context(configuration)),

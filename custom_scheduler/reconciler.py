@@ -64,7 +64,6 @@ class Reconciler:
         clock: Callable[[], float] = time.monotonic,
         on_pass: Callable[[PassStats, Plan], None] | None = None,
         metrics: Metrics | None = None,
-        recorder: Recorder | None = None,
     ) -> None:
         self.kube = kube
         self.metrics = metrics
@@ -74,7 +73,7 @@ class Reconciler:
         self.on_pass = on_pass
         # Their workers run beside the passes (`service` starts them): what the scheduler tells
         # people never holds up a pass.
-        self.recorder = recorder or Recorder(kube, workers=settings.event_workers)
+        self.recorder = Recorder(kube, workers=settings.event_workers)
         self.reasons = Reasons(kube, self.recorder, workers=settings.reason_workers)
         self.passes = 0
 
