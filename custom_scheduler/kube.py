@@ -142,8 +142,8 @@ async def connect(
     configuration = await load_configuration(kubeconfig, context)
     # The generated client's session trusts the environment, and so reads the proxy variables and
     # ~/.netrc in a worker thread on every request: as much CPU as the rest of the request
-    # (BENCHMARKS.md). The proxy is read here once instead (a kubeconfig's proxy-url wins); ~/.netrc has no part in
-    # Kubernetes' authentication.
+    # (BENCHMARKS.md). The proxy is read here once instead (a kubeconfig's proxy-url wins); ~/.netrc
+    # has no part in Kubernetes' authentication.
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=connections, ssl=ssl_context(configuration)),
         read_bufsize=2**21,  # a watch event may carry an object up to etcd's 1.5 MiB
