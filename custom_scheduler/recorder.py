@@ -13,7 +13,7 @@ asynchronous status updates do, the reconciler hands them over and goes on:
   old reason never lands on a pod after its bind. A cluster with 45,000 waiting pods thus costs a
   pass nothing but the plan.
 
-Either still holding work when the process stops says how much in the log.
+Both run while this replica leads. Either still holding work when it stops says how much in the log.
 """
 
 from __future__ import annotations
@@ -169,8 +169,17 @@ class Reasons:
             await writing.wait()
 
     async def run(self) -> None:
-        """Write queued reasons until cancelled."""
-        await _run_workers(self.workers, self._work, left=lambda: self.queued, what="reasons")
+        """Write queued reasons until cancelled.
+
+        Runs while this replica leads. When the term ends, what it queued is stale and what it
+        said may be overwritten by the next leader: both are forgotten, so that a later term
+        reports afresh.
+        """
+        try:
+            await _run_workers(self.workers, self._work, left=lambda: self.queued, what="reasons")
+        finally:
+            self._queue.clear()
+            self._said.clear()
 
     async def _work(self) -> None:
         while True:

@@ -101,14 +101,19 @@ async def run_scheduler(
         dry_run=settings.dry_run,
     )
 
-    async def passes() -> None:
-        await run_passes(
-            reconciler.run_pass,
-            trigger,
-            interval=settings.interval,
-            debounce=settings.debounce,
-            synced=synced,
-        )
+    async def lead() -> None:
+        # Background writes belong to the term that queued them: a deposed leader stops them with
+        # its passes.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reconciler.recorder.run)
+            tg.start_soon(reconciler.reasons.run)
+            await run_passes(
+                reconciler.run_pass,
+                trigger,
+                interval=settings.interval,
+                debounce=settings.debounce,
+                synced=synced,
+            )
 
     runner = (
         await serve(metrics, health, host="", port=settings.health_port) if settings.health_port else None
@@ -119,13 +124,11 @@ async def run_scheduler(
                 tg.start_soon(_wait_for_signal, tg.cancel_scope)
             for informer in feeds:
                 tg.start_soon(informer.run)
-            tg.start_soon(reconciler.recorder.run)
-            tg.start_soon(reconciler.reasons.run)
             if elector is None:
                 metrics.leader.set(1)
-                tg.start_soon(passes)
+                tg.start_soon(lead)
             else:
-                tg.start_soon(elector.run, passes)
+                tg.start_soon(elector.run, lead)
     finally:
         if runner is not None:
             with anyio.CancelScope(shield=True):

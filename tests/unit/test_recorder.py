@@ -87,9 +87,9 @@ async def test_a_reason_the_pod_already_shows_is_not_written() -> None:
         tg.start_soon(reasons.run)
         reasons.report(Unschedulable(pod.key, "no node"), pod)
         await anyio.sleep(10)
+        assert reasons.said(pod.key) == "no node"
         tg.cancel_scope.cancel()
     assert kube.writes == []
-    assert reasons.said(pod.key) == "no node"
 
 
 @fake_time[0]
@@ -158,6 +158,31 @@ async def test_keep_forgets_pods_no_longer_waiting_so_they_are_told_again() -> N
 
 @fake_time[0]
 @fake_time[1]
+async def test_a_term_that_ends_forgets_what_it_queued_and_said() -> None:
+    kube = RecordingKube()
+    reasons = reasons_for(kube, workers=1)
+    told, busy, queued = pending("told"), pending("busy"), pending("queued")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reasons.run)
+        reasons.report(Unschedulable(told.key, "no node"), told)
+        await until(lambda: len(kube.writes) == 2)
+        reasons.report(Unschedulable(busy.key, "no node"), busy)
+        reasons.report(Unschedulable(queued.key, "no node"), queued)
+        await anyio.sleep(0.5)  # busy's condition in flight, queued's waiting
+        tg.cancel_scope.cancel()  # leadership lost
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reasons.run)  # leading again; another leader may have written in between
+        await anyio.sleep(10)
+        assert reasons.said(told.key) is None  # so the next pass tells it again
+        reasons.report(Unschedulable(told.key, "no node"), told)
+        await until(lambda: len(kube.writes) == 4)
+        await anyio.sleep(10)
+        tg.cancel_scope.cancel()
+    assert [w[1] for w in kube.writes] == ["default/told"] * 4  # nothing of the old term's queue
+
+
+@fake_time[0]
+@fake_time[1]
 async def test_a_failed_write_is_not_counted_as_said() -> None:
     kube = RecordingKube(fail=aiohttp.ServerDisconnectedError())
     reasons = reasons_for(kube)
@@ -166,9 +191,9 @@ async def test_a_failed_write_is_not_counted_as_said() -> None:
         tg.start_soon(reasons.run)
         reasons.report(Unschedulable(pod.key, "no node"), pod)
         await anyio.sleep(10)
+        assert reasons.said(pod.key) is None  # the next pass reports it again
         tg.cancel_scope.cancel()
     assert kube.writes == []
-    assert reasons.said(pod.key) is None  # the next pass reports it again
 
 
 @fake_time[0]
