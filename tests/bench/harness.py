@@ -227,7 +227,7 @@ class Usage:
     """CPU seconds and the peak resident memory of a process, from /proc."""
 
     cpu_seconds: float
-    peak_rss_mb: float
+    peak_rss_mb: float  # MiB, as /proc counts (kB there are KiB)
 
     @staticmethod
     def of(pid: int) -> Usage:
