@@ -158,7 +158,15 @@ class Cluster:
         items = (await self.get(f"/api/v1/namespaces/{namespace}/events") or {}).get("items") or []
         if pod is not None:
             items = [e for e in items if (e.get("involvedObject") or {}).get("name") == pod]
-        return sorted(items, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        # Timestamps are to the second; within one, the order of writing is etcd's revision (this
+        # control plane has one etcd, so resourceVersions grow with each write).
+        return sorted(
+            items,
+            key=lambda e: (
+                e.get("lastTimestamp") or e.get("eventTime") or "",
+                int(e["metadata"].get("resourceVersion") or 0),
+            ),
+        )
 
     async def wait_for(
         self,
