@@ -1,0 +1,184 @@
+"""One scheduling pass as a pure function: a snapshot in, a plan out (SPEC sections 2 to 7).
+
+`plan` decides binds, nominations, evictions and the reason every other pending pod waits. It
+reads no clock, does no I/O and logs nothing, so the same snapshot always gives the same plan.
+The pass, phase by phase:
+
+- `units`: which pods are ours, pending or occupying; gangs; the pass order (SPEC 2, 4, 5.1).
+- `priority`: what each pod is worth (SPEC 3).
+- `nodes`: eligible nodes, their states and reservations (SPEC 2, 6).
+- here: each unit in order is placed on its own reserved nodes, then free nodes, then by
+  `preemption` (SPEC 5, 6); or it stays pending, with a reason from `reasons` (SPEC 7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import NamedTuple
+
+from custom_scheduler.model import Bind, Evict, Nominate, Plan, Pod, Snapshot, Unschedulable
+from custom_scheduler.planner.nodes import Move, Nodes, NodeState, eligible_nodes
+from custom_scheduler.planner.preemption import Found, Victim, VictimSearch
+from custom_scheduler.planner.priority import PriorityTable
+from custom_scheduler.planner.reasons import Reasons
+from custom_scheduler.planner.units import Unit, Workload
+from custom_scheduler.settings import Settings
+
+__all__ = ["plan"]
+
+S = NodeState
+
+
+def plan(snapshot: Snapshot, *, settings: Settings) -> Plan:
+    """Decide one pass: binds, nominations, evictions and reasons for pods left pending."""
+    table = PriorityTable.of(snapshot.priority_classes)
+    eligibility = eligible_nodes(snapshot.nodes, settings.node_selector)
+    workload = Workload.of(snapshot.pods, settings, table)
+    nodes = Nodes(eligibility.names, workload, now=snapshot.now, stuck_after=settings.stuck_after)
+    reasons = Reasons(eligibility, nodes, stuck_after=settings.stuck_after)
+    return _Pass(workload, nodes, reasons).run()
+
+
+class _Slot(NamedTuple):
+    """A member's own reserved node: free, or waiting for its occupant to terminate."""
+
+    pod: Pod
+    node: int
+    waiting: bool
+
+
+class _Pass:
+    """The pass's decisions so far, and the placing of one unit after another."""
+
+    def __init__(self, workload: Workload, nodes: Nodes, reasons: Reasons) -> None:
+        self.workload, self.nodes, self.reasons = workload, nodes, reasons
+        self.search = VictimSearch(nodes, workload)
+        self.binds: list[Bind] = []
+        self.nominations: list[Nominate] = []
+        self.evictions: list[Evict] = []
+        self.unschedulable = {
+            key: Unschedulable(key, error, invalid=True) for key, error in workload.invalid.items()
+        }
+
+    def run(self) -> Plan:
+        """Place or reject every unit in pass order; the plan, lists sorted by pod."""
+        for unit in self.workload.units:
+            if unit.gang is not None and unit.gang.short_of_quorum:
+                self._reject(unit.members, self.reasons.quorum(unit.gang))
+            else:
+                self._place(unit)
+        return Plan(
+            binds=tuple(sorted(self.binds, key=lambda b: b.pod)),
+            nominations=tuple(sorted(self.nominations, key=lambda n: n.pod)),
+            evictions=tuple(sorted(self.evictions, key=lambda e: e.pod)),
+            unschedulable=tuple(sorted(self.unschedulable.values(), key=lambda u: u.pod)),
+        )
+
+    def _place(self, unit: Unit) -> None:
+        """Its own reserved nodes, then free nodes, then preemption; else it stays pending."""
+        nodes = self.nodes
+        slots: list[_Slot] = []
+        rest: list[Pod] = []
+        for pod in unit.members:
+            node = nodes.reservation.get(pod.key)
+            state = nodes.state[node] if node is not None else None
+            if node is not None and state in (S.RESERVED_FREE, S.RESERVED_TERMINATING):
+                slots.append(_Slot(pod, node, waiting=state is S.RESERVED_TERMINATING))
+            else:
+                rest.append(pod)
+        waiting = any(s.waiting for s in slots)
+        required = max(unit.need - len(slots), 0)
+
+        # Free nodes first: plain free ones in name order, then those reserved for lower units.
+        free = nodes.first(S.FREE, len(rest))
+        if len(free) < len(rest):
+            free += nodes.reserved_free_below(unit.priority, len(rest) - len(free))
+
+        found = Found()
+        if len(free) < required:
+            short = required - len(free)
+            can_free = 0
+            if unit.can_preempt and not waiting:
+                can_free = nodes.count_running_below(unit.priority)
+                # A cheap upper bound first: nodes of lower pods, and reservations to take over.
+                if can_free + nodes.reserved() >= short:
+                    found = self.search.find(unit, short)
+                    can_free = found.count
+            if found.count < short:
+                self._fail(unit, slots, len(free) + min(can_free, short - 1))
+                return
+
+        # Placed: its own slots, then free nodes, then nodes freed by preemption.
+        assigned = dict(zip(free + found.freed, rest, strict=False))
+        placements = [(s.pod, s.node) for s in slots] + [(pod, node) for node, pod in assigned.items()]
+        nominate = waiting or bool(found.victims)
+        for _, node in placements:
+            nodes.move(node, Move.NOMINATE if nominate else Move.BIND)
+        evicted = self._evict(unit, found.victims, assigned)
+        placed = {pod.key for pod, _ in placements}
+        left_over = [pod for pod in rest if pod.key not in placed]
+        if left_over:
+            self._reject(left_over, self.reasons.beyond_quorum(unit))
+        self._release(unit, keep={node for _, node in placements}, placed=placed)
+        names = nodes.names
+        if nominate:
+            for pod, node in placements:
+                self.nominations.append(Nominate(pod.key, names[node], self._leaving(names[node], evicted)))
+        else:
+            self.binds.extend(Bind(pod.key, names[node]) for pod, node in placements)
+
+    def _evict(self, unit: Unit, victims: list[Victim], assigned: dict[int, Pod]) -> set[str]:
+        """Commit a preemption: evictions in the plan, gangs' counts, nodes left terminating."""
+        nodes, workload = self.nodes, self.workload
+        evicted = {v.pod.key for v in victims}
+        vacated: set[int] = set()
+        for pod, cause in victims:
+            node = nodes.index.get(pod.node_name)
+            preemptor = (
+                (assigned.get(node) if node is not None else None) or assigned.get(cause) or unit.members[0]
+            )
+            self.evictions.append(Evict(pod.key, pod.node_name, preemptor.key))
+            gang = workload.gang_of.get(pod.key)
+            if gang is not None:
+                gang.staying -= 1
+                gang.evicted += 1
+            if node is not None and nodes.state[node] not in (S.BOUND, S.NOMINATED):
+                vacated.add(node)
+        for node in vacated:
+            if all(o.deleting or o.key in evicted for o in workload.occupants[nodes.names[node]]):
+                nodes.move(node, Move.VACATE)
+        return evicted
+
+    def _leaving(self, node: str, evicted: set[str]) -> tuple[str, ...]:
+        """The pods that must leave a node before its nominee can be bound."""
+        occupants = self.workload.occupants.get(node, ())
+        return tuple(sorted(o.key for o in occupants if o.deleting or o.key in evicted))
+
+    def _release(self, unit: Unit, keep: Collection[int] = (), *, placed: Collection[str] = ()) -> None:
+        """The unit is done with the reservations it did not use.
+
+        A nominee placed on another node gives its old one on at once. Otherwise the node stays
+        reserved for the rest of the pass (SPEC 6: only the nominee, or a unit of strictly higher
+        priority, may use it); the plan no longer nominates the pod there, so the shell clears that
+        nomination and the next pass has the node free of it.
+        """
+        for pod in unit.members:
+            node = self.nodes.reservation.get(pod.key)
+            if node is not None and node not in keep:
+                self.nodes.forget(pod.key)
+                if pod.key in placed:
+                    self.nodes.pass_on(node, placed)
+
+    def _fail(self, unit: Unit, slots: list[_Slot], can_have: int) -> None:
+        """The unit cannot be placed whole: none of it is placed (SPEC 4), each member says why.
+
+        A nomination is a placement, so a unit that cannot be placed keeps none, even while
+        victims leave its nodes; the next pass places it afresh.
+        """
+        waiting = any(s.waiting for s in slots)
+        reason = self.reasons.unit(unit, can_have=can_have + len(slots), own=len(slots), waiting=waiting)
+        self._release(unit)
+        self._reject(unit.members, reason)
+
+    def _reject(self, pods: list[Pod], reason: str) -> None:
+        self.unschedulable.update((p.key, Unschedulable(p.key, reason)) for p in pods)
