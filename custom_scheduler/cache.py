@@ -32,6 +32,7 @@ def pod_relevant(old: Pod | None, new: Pod | None) -> bool:
         # A bound pod occupies its node whether it runs yet or not: only finishing frees it.
         or (not new.node_name and (old.phase == "Pending") != (new.phase == "Pending"))
         or old.nominated_node != new.nominated_node
+        or old.gated != new.gated
         or old.priority != new.priority
         or old.priority_class != new.priority_class
         or old.preemption_policy != new.preemption_policy

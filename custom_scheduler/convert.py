@@ -14,9 +14,15 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from custom_scheduler.model import GROUP_NAME, MIN_AVAILABLE, Node, Pod, PriorityClass, Snapshot
+from custom_scheduler.model import ANNOTATION_PREFIX, ANNOTATIONS, Node, Pod, PriorityClass, Snapshot
 
-_KEPT_ANNOTATIONS = (GROUP_NAME, MIN_AVAILABLE)
+# What a user writes costs the cache a bounded amount: a value longer than any valid one is cut
+# (enough is kept to tell it is too long and to show it), and of the keys under our prefix that
+# the scheduler does not know, a few are kept, to say which one is wrong.
+MAX_KEPT_VALUE = 65  # a group-name may have 63 characters
+MAX_KEPT_KEY = 128
+MAX_UNKNOWN_KEYS = 4
+MAX_KEPT_MESSAGE = 1024  # our own condition messages are shorter
 _EMPTY: dict[str, Any] = {}
 _timestamps: dict[str, float] = {}
 
@@ -98,15 +104,13 @@ def pod_from_api(obj: dict[str, Any], where: str = "") -> Pod:
     namespace = _required(meta, "namespace", "Pod", f"{where}{name!r} ")
     spec = _dict(obj.get("spec"))
     status = _dict(obj.get("status"))
-    annotations = _dict(meta.get("annotations"))
-    kept = {k: annotations[k] for k in _KEPT_ANNOTATIONS if isinstance(annotations.get(k), str)}
     priority = spec.get("priority")
     reason = message = ""
     conditions = status.get("conditions")
     if isinstance(conditions, list):
         for c in conditions:
             if isinstance(c, dict) and c.get("type") == "PodScheduled" and c.get("status") == "False":
-                reason, message = _str(c.get("reason")), _str(c.get("message"))
+                reason, message = _str(c.get("reason")), _str(c.get("message"))[:MAX_KEPT_MESSAGE]
     policy = spec.get("preemptionPolicy")
     return Pod(
         namespace=namespace,
@@ -122,10 +126,26 @@ def pod_from_api(obj: dict[str, Any], where: str = "") -> Pod:
         priority_class=_str(spec.get("priorityClassName")),
         preemption_policy=policy if isinstance(policy, str) and policy else None,
         nominated_node=_str(status.get("nominatedNodeName")),
-        annotations=kept,
+        gated=bool(spec.get("schedulingGates")),
+        annotations=_our_annotations(_dict(meta.get("annotations"))),
         scheduled_reason=reason,
         scheduled_message=message,
     )
+
+
+def _our_annotations(annotations: dict[str, Any]) -> dict[str, str]:
+    """The annotations under our prefix, bounded: ours, and the first few unknown keys."""
+    kept = {k: v[:MAX_KEPT_VALUE] for k in ANNOTATIONS if isinstance(v := annotations.get(k), str)}
+    if len(annotations) > len(kept):
+        unknown = sorted(
+            k
+            for k in annotations
+            if isinstance(k, str) and k.startswith(ANNOTATION_PREFIX) and k not in ANNOTATIONS
+        )
+        for key in unknown[:MAX_UNKNOWN_KEYS]:
+            value = annotations[key]
+            kept[key[:MAX_KEPT_KEY]] = value[:MAX_KEPT_VALUE] if isinstance(value, str) else ""
+    return kept
 
 
 def priority_class_from_api(obj: dict[str, Any], where: str = "") -> PriorityClass:

@@ -9,8 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-GROUP_NAME = "custom-scheduling.k8s.io/group-name"
-MIN_AVAILABLE = "custom-scheduling.k8s.io/min-available"
+# The annotations of ours; any other key under the prefix is a mistake (SPEC 4).
+ANNOTATION_PREFIX = "custom-scheduling.k8s.io/"
+GROUP_NAME = ANNOTATION_PREFIX + "group-name"
+MIN_AVAILABLE = ANNOTATION_PREFIX + "min-available"
+ANNOTATIONS = (GROUP_NAME, MIN_AVAILABLE)
 
 PREEMPT_LOWER = "PreemptLowerPriority"
 PREEMPT_NEVER = "Never"
@@ -48,6 +51,9 @@ class Pod:
     priority_class: str = ""
     preemption_policy: str | None = None
     nominated_node: str = ""
+    # spec.schedulingGates is not empty: the pod is not ready to be scheduled (SPEC 2).
+    gated: bool = False
+    # Annotations under ANNOTATION_PREFIX only, values cut short (`convert` bounds them).
     annotations: Mapping[str, str] = field(default_factory=dict, hash=False)
     # What the pod's PodScheduled condition says now, so the shell writes only changes.
     scheduled_reason: str = ""

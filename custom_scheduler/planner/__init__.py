@@ -98,7 +98,7 @@ class _Pass:
         if len(free) < required:
             short = required - len(free)
             can_free = 0
-            if unit.can_preempt and not waiting:
+            if unit.can_preempt:
                 can_free = nodes.count_running_below(unit.priority)
                 # A cheap upper bound first: nodes of lower pods, and reservations to take over.
                 if can_free + nodes.reserved() >= short:
@@ -175,8 +175,7 @@ class _Pass:
         A nomination is a placement, so a unit that cannot be placed keeps none, even while
         victims leave its nodes; the next pass places it afresh.
         """
-        waiting = any(s.waiting for s in slots)
-        reason = self.reasons.unit(unit, can_have=can_have + len(slots), own=len(slots), waiting=waiting)
+        reason = self.reasons.unit(unit, can_have=can_have + len(slots), own=len(slots))
         self._release(unit)
         self._reject(unit.members, reason)
 

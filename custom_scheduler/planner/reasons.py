@@ -62,13 +62,9 @@ class Reasons:
         text = self._texts[key] = self._texts[moment] = ", ".join(f"{n} node(s) {why}" for n, why in counts)
         return text
 
-    def unit(self, unit: Unit, *, can_have: int, own: int, waiting: bool) -> str:
+    def unit(self, unit: Unit, *, can_have: int, own: int) -> str:
         """Why a unit stays pending; `can_have` counts the nodes it could get, its own included."""
-        lower_note = None
-        if not unit.can_preempt:
-            lower_note = "and preemptionPolicy is Never"
-        elif waiting:
-            lower_note = "which it may preempt once its preempted pods have left"
+        lower_note = None if unit.can_preempt else "and preemptionPolicy is Never"
         detail = self.breakdown(unit.priority, lower_note=lower_note, own=own)
         if unit.gang is None:
             key: tuple[object, ...] = ("single", detail)

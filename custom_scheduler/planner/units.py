@@ -7,23 +7,36 @@ their priorities, their gangs, the annotations that are wrong, and the order uni
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from custom_scheduler.model import GROUP_NAME, MIN_AVAILABLE, PREEMPT_NEVER, Pod
+from custom_scheduler.model import (
+    ANNOTATION_PREFIX,
+    ANNOTATIONS,
+    GROUP_NAME,
+    MIN_AVAILABLE,
+    PREEMPT_NEVER,
+    Pod,
+)
 from custom_scheduler.planner.priority import PriorityTable, effective_priority, preemption_policy
 from custom_scheduler.settings import Settings
 
 FINISHED = frozenset({"Succeeded", "Failed"})
 MAX_MIN_AVAILABLE_DIGITS = 9
+MAX_GROUP_NAME = 63  # as long as a label value may be
+
+
+def cut(text: str, limit: int = 64) -> str:
+    """A user's text cut short, so that what it costs to say is bounded."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def shown(value: str) -> str:
     """A user's value, quoted and cut short, safe to put in an event."""
-    cut = value if len(value) <= 64 else value[:64] + "..."
-    return json.dumps(cut)
+    return json.dumps(cut(value))
 
 
 class GangAnnotations(NamedTuple):
@@ -37,10 +50,24 @@ class GangAnnotations(NamedTuple):
 _SINGLE = GangAnnotations(None, 1, None)
 
 
+def _unknown(key: str, value: str) -> GangAnnotations:
+    """A key under our prefix that the scheduler does not know: a typo, most likely."""
+    name = key.removeprefix(ANNOTATION_PREFIX)
+    known = [k.removeprefix(ANNOTATION_PREFIX) for k in ANNOTATIONS]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = (
+        f": did you mean {ANNOTATION_PREFIX}{close[0]}?" if close else f" (it knows {', '.join(ANNOTATIONS)})"
+    )
+    return GangAnnotations(None, 1, f"annotation {cut(key, 128)}={shown(value)} is unknown{hint}")
+
+
 def gang_annotations(pod: Pod) -> GangAnnotations:
     """The pod's gang annotations, validated (SPEC 4, "Invalid annotations")."""
     if not pod.annotations:
         return _SINGLE
+    if any(k not in ANNOTATIONS for k in pod.annotations):
+        key = min(k for k in pod.annotations if k not in ANNOTATIONS)
+        return _unknown(key, pod.annotations[key])
     group = pod.annotations.get(GROUP_NAME)
     raw_min = pod.annotations.get(MIN_AVAILABLE)
     min_available = 1
@@ -63,6 +90,13 @@ def gang_annotations(pod: Pod) -> GangAnnotations:
     if not group.strip():
         return GangAnnotations(
             None, 1, f"annotation {GROUP_NAME}={shown(group)} is invalid: it must not be empty"
+        )
+    if len(group) > MAX_GROUP_NAME:
+        return GangAnnotations(
+            None,
+            1,
+            f"annotation {GROUP_NAME}={shown(group)} is invalid: "
+            f"it must have at most {MAX_GROUP_NAME} characters",
         )
     return GangAnnotations(group, min_available, None)
 
@@ -153,7 +187,7 @@ class Workload:
                 if pod.phase in FINISHED:
                     continue
                 occupying = True
-            elif pod.phase == "Pending" and not pod.deleting:
+            elif pod.phase == "Pending" and not pod.deleting and not pod.gated:
                 occupying = False
             else:
                 continue

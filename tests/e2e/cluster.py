@@ -125,8 +125,10 @@ class Cluster:
         grace: int | None = None,
         node: str | None = None,
         finalizers: list[str] | None = None,
+        gates: list[str] | None = None,
     ) -> Any:
-        """A pod (pause container) with our scheduler unless told otherwise."""
+        """A pod (pause container) with our scheduler unless told otherwise; `gates` names its
+        scheduling gates."""
         annotations = {}
         if gang is not None:
             annotations[GROUP_NAME] = gang
@@ -139,6 +141,8 @@ class Cluster:
             spec["terminationGracePeriodSeconds"] = grace
         if node is not None:
             spec["nodeName"] = node
+        if gates:
+            spec["schedulingGates"] = [{"name": gate} for gate in gates]
         meta: dict[str, Any] = {"name": name, "annotations": annotations}
         if finalizers:
             meta["finalizers"] = finalizers

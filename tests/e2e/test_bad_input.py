@@ -9,7 +9,7 @@ import anyio
 
 from custom_scheduler.controlplane import ControlPlane
 from custom_scheduler.kube import connect
-from custom_scheduler.model import GROUP_NAME, MIN_AVAILABLE
+from custom_scheduler.model import ANNOTATION_PREFIX, GROUP_NAME, MIN_AVAILABLE
 from tests.e2e.cluster import Cluster, condition, node_of, own_control_plane, phase, unique
 from tests.e2e.conftest import NodeFactory
 
@@ -53,6 +53,20 @@ async def test_every_invalid_annotation_is_that_pods_error_only(
             {GROUP_NAME: "g", MIN_AVAILABLE: "9" * 5000},
             f'{MIN_AVAILABLE}="{"9" * 64}..." is invalid',
         ),
+        # Issue 11.5: a group name is at most as long as a label value; a huge one costs nothing.
+        "long-group": (
+            {GROUP_NAME: "g" * 200 * 1024},
+            f'{GROUP_NAME}="{"g" * 64}..." is invalid: it must have at most 63 characters',
+        ),
+        # Issue 15.2: a typo must not silently turn a gang into separate pods.
+        "typo-group": (
+            {f"{ANNOTATION_PREFIX}groupname": "train", MIN_AVAILABLE: "2"},
+            f'{ANNOTATION_PREFIX}groupname="train" is unknown: did you mean {GROUP_NAME}?',
+        ),
+        "typo-min": (
+            {GROUP_NAME: "train", f"{ANNOTATION_PREFIX}min-avaliable": "2"},
+            f'{ANNOTATION_PREFIX}min-avaliable="2" is unknown: did you mean {MIN_AVAILABLE}?',
+        ),
     }
     for name, (given, _) in bad.items():
         await _annotated(cluster, namespace, name, given)
@@ -77,7 +91,7 @@ async def test_odd_but_valid_annotations_just_work(
     cluster: Cluster, namespace: str, nodes: NodeFactory
 ) -> None:
     _, label = await nodes(2)
-    odd_group = "Gruppe ä/😀 " + "x" * 300
+    odd_group = "Gruppe ä/😀 " + "x" * 52  # 63 characters: the longest a group name may be
     for i in range(2):
         await _annotated(cluster, namespace, f"odd-{i}", {GROUP_NAME: odd_group, MIN_AVAILABLE: " 2 "})
     async with cluster.scheduler(namespace, label):

@@ -282,3 +282,43 @@ async def test_dry_run_writes_nothing(cluster: Cluster, namespace: str, nodes: N
     assert node_of(pod) == ""
     assert condition(pod, "PodScheduled") == {}
     assert await cluster.events(namespace) == []
+
+
+async def test_a_gated_pod_is_left_alone_until_its_gates_are_removed(
+    cluster: Cluster, namespace: str, nodes: NodeFactory
+) -> None:
+    """SPEC 2 (v2), issue 11.1: a pod with schedulingGates takes no node, causes no eviction and gets
+    no reason from us; the API server already says `SchedulingGated`. Once its gates go, it is an
+    ordinary pending pod."""
+    (node,), label = await nodes(1)
+    await _apply(cluster, namespace, "priority-classes.yaml")
+    await cluster.create_pod(namespace, "gated", priority_class="high-priority", gates=["example.com/quota"])
+    await cluster.create_pod(namespace, "open", priority_class="low-priority")
+    async with cluster.scheduler(namespace, label) as passes:
+        # The gated pod is older and of higher priority: planned as schedulable, it would take the
+        # node (its bind refused every pass) and `open` would never run.
+        running = await cluster.wait_for(lambda: _running(cluster, namespace, "open"), what="`open` to run")
+        assert node_of(running) == node
+        await passes.more(3)
+        gated = await cluster.pod(namespace, "gated")
+        assert node_of(gated) == ""
+        assert condition(gated, "PodScheduled").get("reason") == "SchedulingGated", "we write no reason"
+        assert not (gated.get("status") or {}).get("nominatedNodeName")
+        assert await cluster.events(namespace, "gated") == []
+        opened = await cluster.pod(namespace, "open")
+        assert not opened["metadata"].get("deletionTimestamp"), "a gated pod evicted `open`"
+        assert condition(opened, "DisruptionTarget") == {}
+
+        await cluster.request(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/pods/gated",
+            {"spec": {"schedulingGates": None}},
+            content_type="application/merge-patch+json",
+        )
+        pod = await cluster.wait_for(
+            lambda: _running(cluster, namespace, "gated"),
+            deadline=60,
+            what="the ungated pod to preempt and run",
+        )
+    assert node_of(pod) == node
+    assert await cluster.pod(namespace, "open") is None, "`open` was preempted once the gates were gone"

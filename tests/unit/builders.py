@@ -47,8 +47,10 @@ def pending(
     nominated: str = "",
     scheduler: str = "custom-scheduler",
     deleting: bool = False,
+    gated: bool = False,
+    annotations: dict[str, str] | None = None,
 ) -> Pod:
-    """A pending pod of ours (no node)."""
+    """A pending pod of ours (no node); `annotations` adds to the gang's."""
     return Pod(
         namespace=ns,
         name=name,
@@ -61,7 +63,8 @@ def pending(
         priority_class=cls,
         preemption_policy=policy,
         nominated_node=nominated,
-        annotations=_annotations(gang, min_available),
+        gated=gated,
+        annotations=_annotations(gang, min_available) | (annotations or {}),
     )
 
 

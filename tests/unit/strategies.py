@@ -27,6 +27,7 @@ from typing import Protocol, TypeVar
 from hypothesis import strategies as st
 
 from custom_scheduler.model import (
+    ANNOTATION_PREFIX,
     GROUP_NAME,
     MIN_AVAILABLE,
     PREEMPT_LOWER,
@@ -58,8 +59,11 @@ CLASSES = (
 )
 CLASS_REFS = ("low", "mid", "high", "polite", "eager", "default", "missing")
 # Invalid gang annotations (SPEC 4): min-available not an integer or < 1, min-available without
-# group-name, empty group-name.
+# group-name, empty group-name, a group-name over 63 characters, an unknown key under our prefix.
 INVALID_ANNOTATIONS: tuple[dict[str, str], ...] = (
+    {GROUP_NAME: "g" * 64},
+    {ANNOTATION_PREFIX + "groupname": "g1"},
+    {GROUP_NAME: "g2", ANNOTATION_PREFIX + "min-avaliable": "2"},
     {GROUP_NAME: "g1", MIN_AVAILABLE: "x"},
     {GROUP_NAME: "g2", MIN_AVAILABLE: "0"},
     {GROUP_NAME: "g1", MIN_AVAILABLE: "-1"},
@@ -71,16 +75,17 @@ INVALID_ANNOTATIONS: tuple[dict[str, str], ...] = (
 )
 
 # Pod states, simplest first (hypothesis shrinks towards the first).
-PENDING, RUNNING, BOUND, TERMINATING, FINISHED, PENDING_DELETING = (
+PENDING, RUNNING, BOUND, TERMINATING, FINISHED, PENDING_DELETING, GATED = (
     "pending",
     "running",
     "bound-pending",
     "terminating",
     "finished",
     "pending-deleting",
+    "gated",  # pending with spec.schedulingGates
 )
-STATES = (PENDING, RUNNING, BOUND, TERMINATING, FINISHED, PENDING_DELETING)
-STATE_WEIGHTS = (8, 5, 1, 2, 1, 1)
+STATES = (PENDING, RUNNING, BOUND, TERMINATING, FINISHED, PENDING_DELETING, GATED)
+STATE_WEIGHTS = (8, 5, 1, 2, 1, 1, 1)
 ON_A_NODE = frozenset({RUNNING, BOUND, TERMINATING, FINISHED})
 
 
@@ -206,7 +211,7 @@ def pod_choice(src: Source, span: int = 16) -> PodChoice:
     state = src.choice(STATES, STATE_WEIGHTS)
     nominate = (
         src.choice(("", "any", "terminating", "missing"), (14, 3, 2, 1))
-        if state in (PENDING, PENDING_DELETING)
+        if state in (PENDING, PENDING_DELETING, GATED)
         else ""
     )
     return PodChoice(
@@ -282,6 +287,7 @@ def assemble(
                 node_name=node,
                 deleting=state in {TERMINATING, PENDING_DELETING},
                 deletion_time=100.0 if state in {TERMINATING, PENDING_DELETING} else 0.0,
+                gated=state == GATED,
                 creation=float(c.creation),
                 priority=c.priority,
                 priority_class=c.priority_class,

@@ -20,6 +20,10 @@ def test_put_reports_relevant_changes_only() -> None:
     # lists added, deleted, bound, finished); only a pass per kubelet update would follow.
     assert cache.pods.put(dataclasses.replace(pod, node_name="n1", phase="Running")) is False
     assert cache.pods.put(dataclasses.replace(pod, node_name="n1", phase="Succeeded")) is True
+    # A pod's scheduling gates removed: it is ready to be scheduled now.
+    gated = pending("g", gated=True)
+    assert cache.pods.put(gated) is True
+    assert cache.pods.put(dataclasses.replace(gated, gated=False)) is True
     assert cache.pods.delete(pod) is True
     assert cache.pods.delete(pod) is False
 

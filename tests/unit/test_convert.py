@@ -15,7 +15,15 @@ from hypothesis import strategies as st
 
 from custom_scheduler import convert
 from custom_scheduler.convert import ConvertError
-from custom_scheduler.model import GROUP_NAME, MIN_AVAILABLE, Node, Pod, PriorityClass, Snapshot
+from custom_scheduler.model import (
+    ANNOTATION_PREFIX,
+    GROUP_NAME,
+    MIN_AVAILABLE,
+    Node,
+    Pod,
+    PriorityClass,
+    Snapshot,
+)
 
 DATA = Path(__file__).parent / "data"
 
@@ -214,6 +222,34 @@ def test_a_kubectl_pod_keeps_only_what_scheduling_needs() -> None:
     assert dict(pod.annotations) == {GROUP_NAME: "train", MIN_AVAILABLE: "2"}, "the cache stays slim"
 
 
+def test_scheduling_gates_make_a_pod_gated() -> None:
+    gated = with_(KUBECTL_POD, "spec.schedulingGates", [{"name": "example.com/quota"}])
+    assert convert.pod_from_api(gated).gated is True
+    assert convert.pod_from_api(with_(KUBECTL_POD, "spec.schedulingGates", [])).gated is False
+    assert convert.pod_from_api(KUBECTL_POD).gated is False
+
+
+def test_what_a_user_writes_costs_the_cache_a_bounded_amount() -> None:
+    """Issue 11.5: 400 pods with 200 KiB group names took the scheduler from 83 to 428 MiB."""
+    huge = "g" * 200 * 1024
+    annotations = {
+        GROUP_NAME: huge,
+        MIN_AVAILABLE: "9" * 1000,
+        **{f"{ANNOTATION_PREFIX}typo-{i}": huge for i in range(100)},
+        "example.com/other": huge,
+    }
+    obj = with_(KUBECTL_POD, "metadata.annotations", annotations)
+    obj = with_(obj, "status.conditions", [{"type": "PodScheduled", "status": "False", "message": huge}])
+    pod = convert.pod_from_api(obj)
+    assert len(pod.annotations[GROUP_NAME]) == 65, "enough to tell it is longer than 63, and to show it"
+    assert len(pod.annotations[MIN_AVAILABLE]) == 65
+    unknown = sorted(k for k in pod.annotations if k not in (GROUP_NAME, MIN_AVAILABLE))
+    assert unknown == sorted(f"{ANNOTATION_PREFIX}typo-{i}" for i in range(100))[:4]
+    assert all(len(v) == 65 for v in pod.annotations.values())
+    assert len(pod.scheduled_message) == 1024
+    assert "example.com/other" not in pod.annotations
+
+
 def test_a_bare_pod_gets_the_model_defaults_and_the_api_servers_scheduler() -> None:
     pod = convert.pod_from_api({"metadata": {"name": "a", "namespace": "ns"}})
     assert pod == Pod(namespace="ns", name="a", scheduler_name="default-scheduler")
@@ -402,8 +438,8 @@ def test_whatever_a_field_holds_the_answer_is_a_pod_or_a_convert_error(
     assert isinstance(pod.name, str) and pod.name and isinstance(pod.namespace, str) and pod.namespace
     assert isinstance(pod.creation, float) and isinstance(pod.deletion_time, float)
     assert pod.priority is None or type(pod.priority) is int
-    assert set(pod.annotations) <= {GROUP_NAME, MIN_AVAILABLE}
-    assert all(isinstance(v, str) for v in pod.annotations.values())
+    assert all(k.startswith(ANNOTATION_PREFIX) for k in pod.annotations) and len(pod.annotations) <= 6
+    assert all(isinstance(v, str) and len(v) <= 65 for v in pod.annotations.values())
     for text in (
         pod.uid,
         pod.scheduler_name,

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from custom_scheduler.model import (
+    ANNOTATION_PREFIX,
     GROUP_NAME,
     MIN_AVAILABLE,
     PREEMPT_NEVER,
@@ -68,7 +69,7 @@ class View:
         self.pending = {
             k: p
             for k, p in self.managed.items()
-            if p.phase == "Pending" and not p.node_name and not p.deleting
+            if p.phase == "Pending" and not p.node_name and not p.deleting and not p.gated
         }
         self.occupying = {
             k: p for k, p in self.managed.items() if p.node_name and p.phase not in ("Succeeded", "Failed")
@@ -109,13 +110,18 @@ class View:
     def invalid(pod: Pod) -> str | None:
         """The annotation at fault (SPEC 4 'Invalid annotations'), or None when the pod is fine."""
         a = pod.annotations
-        if GROUP_NAME in a and not a[GROUP_NAME]:
-            return GROUP_NAME
+        unknown = sorted(
+            k for k in a if k.startswith(ANNOTATION_PREFIX) and k not in (GROUP_NAME, MIN_AVAILABLE)
+        )
+        if unknown:
+            return unknown[0]
         if MIN_AVAILABLE in a:
             if GROUP_NAME not in a:
                 return MIN_AVAILABLE
             if not re.fullmatch(r"[0-9]+", a[MIN_AVAILABLE]) or int(a[MIN_AVAILABLE]) < 1:
                 return MIN_AVAILABLE
+        if GROUP_NAME in a and not 0 < len(a[GROUP_NAME]) <= 63:
+            return GROUP_NAME
         return None
 
     def gang_of(self, pod: Pod) -> tuple[str, str] | None:
@@ -360,7 +366,7 @@ def check_accounted(snapshot: Snapshot, result: Plan, scope: Settings) -> list[s
         maybe = view.pending.get(u.pod)
         bad = view.invalid(maybe) if maybe else None
         if bad is not None and maybe is not None:
-            value = maybe.annotations.get(bad, "")
+            value = maybe.annotations.get(bad, "")[:64]  # a long value is shown cut
             if bad.rsplit("/", 1)[-1] not in u.reason or value not in u.reason:
                 problems.append(
                     f"SPEC 4: invalid {u.pod}'s reason {u.reason!r} must name {bad} and its value {value!r}"
@@ -488,11 +494,22 @@ def check_replan(snapshot: Snapshot, first: Plan, second: Plan, scope: Settings)
     for p in view.pending.values():
         if p.nominated_node and p.nominated_node not in kept:
             holders[p.nominated_node].append(p)
+    # A running gang evicted whole goes with the node that needed it: if that node's reservation
+    # was dropped, so is every member's eviction excused.
+    evicted_nodes: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for e in second.evictions:
+        victim = after.by_key.get(e.pod)
+        if victim is not None and (gang := after.gang_of(victim)) is not None:
+            evicted_nodes[gang].add(e.node)
     for e in second.evictions:
         preemptor = after.pending.get(e.preemptor)
+        victim = after.by_key.get(e.pod)
+        gang = after.gang_of(victim) if victim is not None else None
+        nodes = evicted_nodes[gang] if gang is not None else {e.node}
         if preemptor is not None and any(
             not (h.key in placed and view.unit_priority(h) > after.unit_priority(preemptor))
-            for h in holders.get(e.node, [])
+            for node in nodes
+            for h in holders.get(node, [])
         ):
             continue
         if preemptor is None or after.unit(preemptor) not in displaced:

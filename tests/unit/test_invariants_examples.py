@@ -8,8 +8,6 @@ green property test would prove nothing.
 
 from __future__ import annotations
 
-import pytest
-
 from custom_scheduler.model import (
     GROUP_NAME,
     MIN_AVAILABLE,
@@ -144,16 +142,12 @@ def test_a_nominee_placed_elsewhere_does_not_block_preemption_on_its_old_node() 
     assert check_replan(snapshot, first, second, SCOPE) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="planner: a gang held back as a waiting nominee loses its nomination, then preempts next pass",
-)
 def test_a_gang_held_back_to_wait_does_not_preempt_on_the_next_pass() -> None:
-    """SPEC 9.5 and 6: gang g1 (priority 1000 from `x`) has `m` nominated to n0, which holds the
-    terminating `t`. Pass one holds the gang back ("may preempt once its preempted pods have left")
-    yet drops `m`'s nomination; `s` (50) evicts `v` on n1. Pass two: `m` is no longer a nominee, the
-    gang takes `s`'s freed n1 (strictly higher) and evicts `w`: `v` went for nothing. Either the gang
-    waits with its nominations kept, or it preempts in pass one; not hold back and drop.
+    """SPEC 9.5 and 6 (v2): gang g1 (priority 1000 from `x`) has `m` nominated to n0, which holds the
+    terminating `t`. Version 1 held the gang back in pass one yet dropped `m`'s nomination; `s` (50)
+    evicted `v` on n1; in pass two the gang took `s`'s freed n1 (strictly higher) and evicted `w`:
+    `v` went for nothing. A waiting unit keeps what it holds and places the rest of its need in the
+    same pass, by preemption if need be: pass one evicts `v` for the gang, pass two binds it.
     """
     g1 = gang("g1")
     snapshot = Snapshot(

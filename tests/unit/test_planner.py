@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from custom_scheduler.model import (
+    ANNOTATION_PREFIX,
     GROUP_NAME,
     MIN_AVAILABLE,
     Bind,
@@ -562,6 +563,79 @@ CASES = [
                 )
             ]
         ),
+    ),
+    Case(
+        "a group-name longer than a label value (63 characters) is invalid, and shown cut",
+        snap(node("n1"), pending("wordy", gang="g" * 200)),
+        P(
+            unschedulable=[
+                unsched(
+                    "wordy",
+                    f'annotation {GROUP_NAME}="{"g" * 64}..." is invalid: it must have at most 63 characters',
+                    invalid=True,
+                )
+            ]
+        ),
+    ),
+    Case(
+        "a group-name of 63 characters is fine",
+        snap(node("n1"), pending("long", gang="g" * 63)),
+        P(binds=[bind("long", "n1")]),
+    ),
+    Case(
+        "a misspelled annotation key is that pod's error, with a suggestion",
+        snap(
+            *TWO,
+            pending("typo", annotations={f"{ANNOTATION_PREFIX}groupname": "train"}),
+            pending("typo-2", gang="train", annotations={f"{ANNOTATION_PREFIX}min-avaliable": "2"}),
+            pending("odd", annotations={f"{ANNOTATION_PREFIX}colour": "blue"}),
+        ),
+        P(
+            unschedulable=[
+                unsched(
+                    "typo",
+                    f'annotation {ANNOTATION_PREFIX}groupname="train" is unknown: did you mean {GROUP_NAME}?',
+                    invalid=True,
+                ),
+                unsched(
+                    "typo-2",
+                    f'annotation {ANNOTATION_PREFIX}min-avaliable="2" is unknown: '
+                    f"did you mean {MIN_AVAILABLE}?",
+                    invalid=True,
+                ),
+                unsched(
+                    "odd",
+                    f'annotation {ANNOTATION_PREFIX}colour="blue" is unknown '
+                    f"(it knows {GROUP_NAME}, {MIN_AVAILABLE})",
+                    invalid=True,
+                ),
+            ]
+        ),
+    ),
+    # --- Gated pods (SPEC 2, v2) -------------------------------------------------------------------
+    Case(
+        "a gated pod takes no node, gets no reason, and the node goes to the next pod",
+        snap(node("n1"), pending("gated", priority=100, t=0, gated=True), pending("open", priority=1, t=5)),
+        P(binds=[bind("open", "n1")]),
+    ),
+    Case(
+        "a gated pod of high priority evicts nobody",
+        snap(node("n1"), running("lo", on="n1", priority=1), pending("gated", priority=1000, gated=True)),
+        P(),
+    ),
+    Case(
+        "a gated member does not count toward its gang's quorum",
+        snap(
+            *TWO,
+            pending("g-1", gang="g", min_available=2),
+            pending("g-2", gang="g", min_available=2, gated=True),
+        ),
+        P(unschedulable=[unsched("g-1", "gang default/g: 1 of 2 required members exist")]),
+    ),
+    Case(
+        "a gated pod's nomination reserves nothing",
+        snap(node("n1"), pending("gated", priority=100, gated=True, nominated="n1"), pending("open")),
+        P(binds=[bind("open", "n1")]),
     ),
     # --- Preemption (SPEC 6) ---------------------------------------------------------------------
     Case(
