@@ -1,4 +1,4 @@
-"""Small builders for planner tests: `node("n1")`, `pending("a", priority=10)`, `running(...)`."""
+"""Small builders for planner tests: `node("n1")`, `pod("a", priority=10)`, `pod("b", on="n1")`."""
 
 from __future__ import annotations
 
@@ -34,9 +34,10 @@ def _annotations(gang: str | None, min_available: str | int | None) -> dict[str,
     return out
 
 
-def pending(
+def pod(
     name: str,
     *,
+    on: str = "",
     priority: int | None = None,
     cls: str = "",
     t: float = 0.0,
@@ -45,19 +46,27 @@ def pending(
     min_available: str | int | None = None,
     policy: str | None = None,
     nominated: str = "",
-    scheduler: str = "custom-scheduler",
+    phase: str | None = None,
     deleting: bool = False,
+    deleted_at: float = 0.0,
     gated: bool = False,
+    scheduler: str = "custom-scheduler",
     annotations: dict[str, str] | None = None,
 ) -> Pod:
-    """A pending pod of ours (no node); `annotations` adds to the gang's."""
+    """A pod of ours: pending, or bound to `on` (Running unless `phase` says otherwise).
+
+    `deleted_at` sets its deletionTimestamp (and makes it terminating); `annotations` add to the
+    gang's.
+    """
     return Pod(
         namespace=ns,
         name=name,
         uid=f"uid-{ns}-{name}",
         scheduler_name=scheduler,
-        phase="Pending",
-        deleting=deleting,
+        phase=phase or ("Running" if on else "Pending"),
+        node_name=on,
+        deleting=deleting or deleted_at > 0,
+        deletion_time=deleted_at,
         creation=t,
         priority=priority,
         priority_class=cls,
@@ -65,38 +74,6 @@ def pending(
         nominated_node=nominated,
         gated=gated,
         annotations=_annotations(gang, min_available) | (annotations or {}),
-    )
-
-
-def running(
-    name: str,
-    *,
-    on: str,
-    priority: int | None = None,
-    cls: str = "",
-    t: float = 0.0,
-    ns: str = NS,
-    gang: str | None = None,
-    min_available: str | int | None = None,
-    phase: str = "Running",
-    deleting: bool = False,
-    deleted_at: float = 0.0,
-    scheduler: str = "custom-scheduler",
-) -> Pod:
-    """A pod bound to a node (Running unless told otherwise); `deleted_at` sets its deletionTimestamp."""
-    return Pod(
-        namespace=ns,
-        name=name,
-        uid=f"uid-{ns}-{name}",
-        scheduler_name=scheduler,
-        phase=phase,
-        node_name=on,
-        deleting=deleting or deleted_at > 0,
-        deletion_time=deleted_at,
-        creation=t,
-        priority=priority,
-        priority_class=cls,
-        annotations=_annotations(gang, min_available),
     )
 
 

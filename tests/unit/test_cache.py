@@ -6,12 +6,13 @@ import dataclasses
 
 from custom_scheduler.cache import Cache
 from custom_scheduler.model import Node, PriorityClass
-from tests.unit.builders import node, pending, running
+from tests.unit import builders
+from tests.unit.builders import node
 
 
 def test_put_reports_relevant_changes_only() -> None:
     cache = Cache()
-    pod = pending("a")
+    pod = builders.pod("a")
     assert cache.pods.put(pod) is True
     # Our own condition being written is not a reason to plan again.
     assert cache.pods.put(dataclasses.replace(pod, scheduled_message="waiting")) is False
@@ -21,7 +22,7 @@ def test_put_reports_relevant_changes_only() -> None:
     assert cache.pods.put(dataclasses.replace(pod, node_name="n1", phase="Running")) is False
     assert cache.pods.put(dataclasses.replace(pod, node_name="n1", phase="Succeeded")) is True
     # A pod's scheduling gates removed: it is ready to be scheduled now.
-    gated = pending("g", gated=True)
+    gated = builders.pod("g", gated=True)
     assert cache.pods.put(gated) is True
     assert cache.pods.put(dataclasses.replace(gated, gated=False)) is True
     assert cache.pods.delete(pod) is True
@@ -49,7 +50,7 @@ def test_replace_is_the_truth_and_reports_differences() -> None:
 
 def test_assumed_bind_occupies_until_confirmed() -> None:
     cache = Cache(assume_ttl=30)
-    pod = pending("a")
+    pod = builders.pod("a")
     cache.pods.put(pod)
     cache.assume_bound(pod.uid, "n1", now=100)
     (seen,) = cache.snapshot(now=101).pods
@@ -62,7 +63,7 @@ def test_assumed_bind_occupies_until_confirmed() -> None:
 
 def test_assumed_effects_expire() -> None:
     cache = Cache(assume_ttl=30)
-    pod = pending("a")
+    pod = builders.pod("a")
     cache.pods.put(pod)
     cache.assume_bound(pod.uid, "n1", now=100)
     (seen,) = cache.snapshot(now=131).pods
@@ -72,7 +73,7 @@ def test_assumed_effects_expire() -> None:
 
 def test_assumed_eviction_and_nomination() -> None:
     cache = Cache()
-    victim, nominee = running("lo", on="n1"), pending("hi")
+    victim, nominee = builders.pod("lo", on="n1"), builders.pod("hi")
     cache.pods.replace([victim, nominee])
     cache.assume_evicted(victim.uid, now=0)
     cache.assume_nominated(nominee.uid, "n1", now=0)
@@ -88,7 +89,7 @@ def test_assumed_eviction_and_nomination() -> None:
 
 def test_assumption_about_a_deleted_pod_is_dropped() -> None:
     cache = Cache()
-    pod = pending("a")
+    pod = builders.pod("a")
     cache.pods.put(pod)
     cache.assume_bound(pod.uid, "n1", now=0)
     cache.pods.delete(pod)

@@ -9,8 +9,6 @@ green property test would prove nothing.
 from __future__ import annotations
 
 from custom_scheduler.model import (
-    GROUP_NAME,
-    MIN_AVAILABLE,
     PREEMPT_NEVER,
     Bind,
     Evict,
@@ -23,6 +21,7 @@ from custom_scheduler.model import (
 )
 from custom_scheduler.planner import plan
 from custom_scheduler.settings import Settings
+from tests.unit.builders import pod
 from tests.unit.test_invariants import (
     apply,
     check_accounted,
@@ -39,29 +38,6 @@ from tests.unit.test_invariants import (
 SCOPE = Settings()
 
 
-def pending(name: str, **kw: object) -> Pod:
-    """A pending pod of ours in namespace `a`."""
-    return Pod("a", name, uid=name, **kw)  # type: ignore[arg-type]
-
-
-def running(name: str, on: str, **kw: object) -> Pod:
-    """A running pod of ours in namespace `a`."""
-    return Pod("a", name, uid=name, phase="Running", node_name=on, **kw)  # type: ignore[arg-type]
-
-
-def terminating(name: str, on: str, **kw: object) -> Pod:
-    """A pod of ours still on `on` while it terminates."""
-    return running(name, on, deleting=True, deletion_time=100.0, **kw)
-
-
-def gang(group: str, min_available: int | None = None) -> dict[str, str]:
-    """Gang annotations."""
-    out = {GROUP_NAME: group}
-    if min_available is not None:
-        out[MIN_AVAILABLE] = str(min_available)
-    return out
-
-
 # --- found by the property tests -----------------------------------------------------------------
 
 
@@ -74,9 +50,9 @@ def test_a_waiting_nominee_of_a_gang_below_quorum_is_not_placed() -> None:
     snapshot = Snapshot(
         nodes=(Node("n0"),),
         pods=(
-            pending("a", annotations=gang("g1")),
-            pending("b", annotations=gang("g1", 2), nominated_node="n0"),
-            terminating("v", "n0"),
+            pod("a", gang="g1"),
+            pod("b", gang="g1", min_available=2, nominated="n0"),
+            pod("v", on="n0", deleted_at=100.0),
         ),
     )
     result = plan(snapshot, settings=SCOPE)
@@ -92,9 +68,9 @@ def test_a_node_reserved_for_a_nominee_is_not_taken_by_an_equal_priority_unit() 
     snapshot = Snapshot(
         nodes=(Node("n0"),),
         pods=(
-            pending("r", priority=50, preemption_policy=PREEMPT_NEVER, nominated_node="n0"),
-            pending("s", priority=50),
-            running("v", "n0", priority=10),
+            pod("r", priority=50, policy=PREEMPT_NEVER, nominated="n0"),
+            pod("s", priority=50),
+            pod("v", on="n0", priority=10),
         ),
     )
     result = plan(snapshot, settings=SCOPE)
@@ -107,18 +83,17 @@ def test_a_gang_whose_members_are_evicted_now_places_no_pending_member() -> None
     no member left running, so placing `m` alone leaves the gang partially placed: 0 + 1 < 2. The
     planner keeps `m` nominated to n0 (it counts `o`, evicted in this very pass, as occupying).
     """
-    g = gang("g", 2)
     snapshot = Snapshot(
         nodes=(Node("n0"), Node("n1")),
         pods=(
-            pending("h", priority=500),
-            pending("m", annotations=g, nominated_node="n0"),
-            running("o", "n1", annotations=g),
-            terminating("t", "n0"),
+            pod("h", priority=500),
+            pod("m", gang="g", min_available=2, nominated="n0"),
+            pod("o", on="n1", gang="g", min_available=2),
+            pod("t", on="n0", deleted_at=100.0),
         ),
     )
     result = plan(snapshot, settings=SCOPE)
-    assert result.evictions == (Evict("a/o", "n1", "a/h"),)
+    assert result.evictions == (Evict("default/o", "n1", "default/h"),)
     assert check_all_or_nothing(snapshot, result, SCOPE) == []
 
 
@@ -132,9 +107,9 @@ def test_a_nominee_placed_elsewhere_does_not_block_preemption_on_its_old_node() 
     snapshot = Snapshot(
         nodes=(Node("n0"), Node("n1")),
         pods=(
-            pending("p", priority=1000, nominated_node="n0"),
-            pending("q", priority=500),
-            running("v", "n0", priority=0),
+            pod("p", priority=1000, nominated="n0"),
+            pod("q", priority=500),
+            pod("v", on="n0", priority=0),
         ),
     )
     first = plan(snapshot, settings=SCOPE)
@@ -149,16 +124,15 @@ def test_a_gang_held_back_to_wait_does_not_preempt_on_the_next_pass() -> None:
     `v` went for nothing. A waiting unit keeps what it holds and places the rest of its need in the
     same pass, by preemption if need be: pass one evicts `v` for the gang, pass two binds it.
     """
-    g1 = gang("g1")
     snapshot = Snapshot(
         nodes=(Node("n0"), Node("n1"), Node("n2")),
         pods=(
-            pending("s", priority=50),
-            terminating("t", "n0", priority=10),
-            pending("m", priority=0, annotations=gang("g1", 2), nominated_node="n0"),
-            running("v", "n1", priority=0),
-            running("w", "n2", priority=50),
-            pending("x", priority=1000, annotations=g1),
+            pod("s", priority=50),
+            pod("t", on="n0", deleted_at=100.0, priority=10),
+            pod("m", priority=0, gang="g1", min_available=2, nominated="n0"),
+            pod("v", on="n1", priority=0),
+            pod("w", on="n2", priority=50),
+            pod("x", priority=1000, gang="g1"),
         ),
     )
     first = plan(snapshot, settings=SCOPE)
@@ -175,17 +149,17 @@ def test_a_higher_unit_taking_over_a_reservation_lets_the_displaced_nominee_pree
     snapshot = Snapshot(
         nodes=(Node("n0"), Node("n1")),
         pods=(
-            pending("never", priority=500, preemption_policy=PREEMPT_NEVER),
-            pending("pre", priority=100),
-            running("v0", "n0", priority=0),
-            running("v1", "n1", priority=0),
+            pod("never", priority=500, policy=PREEMPT_NEVER),
+            pod("pre", priority=100),
+            pod("v0", on="n0", priority=0),
+            pod("v1", on="n1", priority=0),
         ),
     )
     first = plan(snapshot, settings=SCOPE)
-    assert first.evictions == (Evict("a/v0", "n0", "a/pre"),)
+    assert first.evictions == (Evict("default/v0", "n0", "default/pre"),)
     second = plan(apply(snapshot, first), settings=SCOPE)
-    assert Bind("a/never", "n0") in second.binds
-    assert [e.pod for e in second.evictions] == ["a/v1"]
+    assert Bind("default/never", "n0") in second.binds
+    assert [e.pod for e in second.evictions] == ["default/v1"]
     assert check_replan(snapshot, first, second, SCOPE) == []
     assert check_pass(snapshot, first, SCOPE) == []
 
@@ -196,23 +170,23 @@ TWO_NODES = (Node("n0"), Node("n1"))
 
 
 def test_one_pod_per_node_flags_a_bind_next_to_a_terminating_pod() -> None:
-    snapshot = Snapshot(nodes=TWO_NODES, pods=(terminating("v", "n0"), pending("p")))
-    assert check_one_pod_per_node(snapshot, Plan(binds=(Bind("a/p", "n0"),)), SCOPE)
-    assert not check_one_pod_per_node(snapshot, Plan(nominations=(Nominate("a/p", "n0"),)), SCOPE)
+    snapshot = Snapshot(nodes=TWO_NODES, pods=(pod("v", on="n0", deleted_at=100.0), pod("p")))
+    assert check_one_pod_per_node(snapshot, Plan(binds=(Bind("default/p", "n0"),)), SCOPE)
+    assert not check_one_pod_per_node(snapshot, Plan(nominations=(Nominate("default/p", "n0"),)), SCOPE)
     assert check_one_pod_per_node(
-        snapshot, Plan(nominations=(Nominate("a/p", "n0"), Nominate("a/q", "n0"))), SCOPE
+        snapshot, Plan(nominations=(Nominate("default/p", "n0"), Nominate("default/q", "n0"))), SCOPE
     )
 
 
 def test_all_or_nothing_flags_a_gang_placed_below_min_available_or_half_bound() -> None:
     snapshot = Snapshot(
         nodes=TWO_NODES,
-        pods=(pending("x", annotations=gang("g", 2)), pending("y", annotations=gang("g"))),
+        pods=(pod("x", gang="g", min_available=2), pod("y", gang="g")),
     )
-    assert check_all_or_nothing(snapshot, Plan(binds=(Bind("a/x", "n0"),)), SCOPE)
-    half = Plan(binds=(Bind("a/x", "n0"),), nominations=(Nominate("a/y", "n1"),))
+    assert check_all_or_nothing(snapshot, Plan(binds=(Bind("default/x", "n0"),)), SCOPE)
+    half = Plan(binds=(Bind("default/x", "n0"),), nominations=(Nominate("default/y", "n1"),))
     assert check_all_or_nothing(snapshot, half, SCOPE)
-    whole = Plan(binds=(Bind("a/x", "n0"), Bind("a/y", "n1")))
+    whole = Plan(binds=(Bind("default/x", "n0"), Bind("default/y", "n1")))
     assert not check_all_or_nothing(snapshot, whole, SCOPE)
 
 
@@ -220,19 +194,27 @@ def test_evictions_justified_flags_equal_priority_a_missing_nominee_and_policy_n
     snapshot = Snapshot(
         nodes=TWO_NODES,
         pods=(
-            pending("hi", priority=10),
-            pending("shy", priority=10, preemption_policy=PREEMPT_NEVER),
-            running("lo", "n0", priority=5),
-            running("eq", "n1", priority=10),
+            pod("hi", priority=10),
+            pod("shy", priority=10, policy=PREEMPT_NEVER),
+            pod("lo", on="n0", priority=5),
+            pod("eq", on="n1", priority=10),
         ),
     )
-    good = Plan(nominations=(Nominate("a/hi", "n0"),), evictions=(Evict("a/lo", "n0", "a/hi"),))
+    good = Plan(
+        nominations=(Nominate("default/hi", "n0"),), evictions=(Evict("default/lo", "n0", "default/hi"),)
+    )
     assert not check_evictions_justified(snapshot, good, SCOPE)
-    equal = Plan(nominations=(Nominate("a/hi", "n1"),), evictions=(Evict("a/eq", "n1", "a/hi"),))
+    equal = Plan(
+        nominations=(Nominate("default/hi", "n1"),), evictions=(Evict("default/eq", "n1", "default/hi"),)
+    )
     assert check_evictions_justified(snapshot, equal, SCOPE)
-    elsewhere = Plan(nominations=(Nominate("a/hi", "n1"),), evictions=(Evict("a/lo", "n0", "a/hi"),))
+    elsewhere = Plan(
+        nominations=(Nominate("default/hi", "n1"),), evictions=(Evict("default/lo", "n0", "default/hi"),)
+    )
     assert check_evictions_justified(snapshot, elsewhere, SCOPE)
-    never = Plan(nominations=(Nominate("a/shy", "n0"),), evictions=(Evict("a/lo", "n0", "a/shy"),))
+    never = Plan(
+        nominations=(Nominate("default/shy", "n0"),), evictions=(Evict("default/lo", "n0", "default/shy"),)
+    )
     assert check_evictions_justified(snapshot, never, SCOPE)
 
 
@@ -240,54 +222,60 @@ def test_gang_integrity_flags_a_running_gang_left_broken() -> None:
     snapshot = Snapshot(
         nodes=TWO_NODES,
         pods=(
-            pending("hi", priority=10),
-            running("m0", "n0", annotations=gang("g", 2)),
-            running("m1", "n1", annotations=gang("g", 2)),
+            pod("hi", priority=10),
+            pod("m0", on="n0", gang="g", min_available=2),
+            pod("m1", on="n1", gang="g", min_available=2),
         ),
     )
-    broken = Plan(nominations=(Nominate("a/hi", "n0"),), evictions=(Evict("a/m0", "n0", "a/hi"),))
+    broken = Plan(
+        nominations=(Nominate("default/hi", "n0"),), evictions=(Evict("default/m0", "n0", "default/hi"),)
+    )
     assert check_gang_integrity(snapshot, broken, SCOPE)
     whole = Plan(
-        nominations=(Nominate("a/hi", "n0"),),
-        evictions=(Evict("a/m0", "n0", "a/hi"), Evict("a/m1", "n1", "a/hi")),
+        nominations=(Nominate("default/hi", "n0"),),
+        evictions=(Evict("default/m0", "n0", "default/hi"), Evict("default/m1", "n1", "default/hi")),
     )
     assert not check_gang_integrity(snapshot, whole, SCOPE)
     assert not check_evictions_justified(snapshot, whole, SCOPE)
 
 
 def test_work_conserving_flags_a_singleton_left_beside_a_free_node() -> None:
-    snapshot = Snapshot(nodes=TWO_NODES, pods=(pending("p"), running("r", "n0")))
-    assert check_work_conserving(snapshot, Plan(unschedulable=(Unschedulable("a/p", "no"),)), SCOPE)
-    reserved = Snapshot(nodes=TWO_NODES, pods=(*snapshot.pods, pending("q", nominated_node="n1")))
-    plan_ = Plan(unschedulable=(Unschedulable("a/p", "no"), Unschedulable("a/q", "waits")))
+    snapshot = Snapshot(nodes=TWO_NODES, pods=(pod("p"), pod("r", on="n0")))
+    assert check_work_conserving(snapshot, Plan(unschedulable=(Unschedulable("default/p", "no"),)), SCOPE)
+    reserved = Snapshot(nodes=TWO_NODES, pods=(*snapshot.pods, pod("q", nominated="n1")))
+    plan_ = Plan(unschedulable=(Unschedulable("default/p", "no"), Unschedulable("default/q", "waits")))
     assert not check_work_conserving(reserved, plan_, SCOPE)
 
 
 def test_accounted_flags_missing_duplicate_foreign_and_unsorted_entries() -> None:
     snapshot = Snapshot(
         nodes=TWO_NODES,
-        pods=(pending("p"), pending("q"), Pod("a", "other", uid="o", scheduler_name="default-scheduler")),
+        pods=(pod("p"), pod("q"), Pod("default", "other", uid="o", scheduler_name="default-scheduler")),
     )
-    assert check_accounted(snapshot, Plan(binds=(Bind("a/p", "n0"),)), SCOPE)  # q missing
+    assert check_accounted(snapshot, Plan(binds=(Bind("default/p", "n0"),)), SCOPE)  # q missing
     both = Plan(
-        binds=(Bind("a/p", "n0"),), unschedulable=(Unschedulable("a/p", "x"), Unschedulable("a/q", "y"))
+        binds=(Bind("default/p", "n0"),),
+        unschedulable=(Unschedulable("default/p", "x"), Unschedulable("default/q", "y")),
     )
     assert check_accounted(snapshot, both, SCOPE)
     foreign = Plan(
-        binds=(Bind("a/other", "n1"), Bind("a/p", "n0")), unschedulable=(Unschedulable("a/q", "y"),)
+        binds=(Bind("default/other", "n1"), Bind("default/p", "n0")),
+        unschedulable=(Unschedulable("default/q", "y"),),
     )
     assert check_accounted(snapshot, foreign, SCOPE)
-    empty_reason = Plan(binds=(Bind("a/p", "n0"),), unschedulable=(Unschedulable("a/q", " "),))
+    empty_reason = Plan(binds=(Bind("default/p", "n0"),), unschedulable=(Unschedulable("default/q", " "),))
     assert check_accounted(snapshot, empty_reason, SCOPE)
-    fine = Plan(binds=(Bind("a/p", "n0"), Bind("a/q", "n1")))
+    fine = Plan(binds=(Bind("default/p", "n0"), Bind("default/q", "n1")))
     assert not check_accounted(snapshot, fine, SCOPE)
 
 
 def test_replan_flags_a_nominee_not_bound_once_its_node_is_free() -> None:
-    snapshot = Snapshot(nodes=TWO_NODES, pods=(pending("hi", priority=10), running("lo", "n0")))
-    first = Plan(nominations=(Nominate("a/hi", "n0"),), evictions=(Evict("a/lo", "n0", "a/hi"),))
+    snapshot = Snapshot(nodes=TWO_NODES, pods=(pod("hi", priority=10), pod("lo", on="n0")))
+    first = Plan(
+        nominations=(Nominate("default/hi", "n0"),), evictions=(Evict("default/lo", "n0", "default/hi"),)
+    )
     after = apply(snapshot, first)
-    assert [p.key for p in after.pods] == ["a/hi"] and after.pods[0].nominated_node == "n0"
-    assert check_replan(snapshot, first, Plan(unschedulable=(Unschedulable("a/hi", "x"),)), SCOPE)
-    assert check_replan(snapshot, first, Plan(binds=(Bind("a/hi", "n1"),)), SCOPE)
-    assert not check_replan(snapshot, first, Plan(binds=(Bind("a/hi", "n0"),)), SCOPE)
+    assert [p.key for p in after.pods] == ["default/hi"] and after.pods[0].nominated_node == "n0"
+    assert check_replan(snapshot, first, Plan(unschedulable=(Unschedulable("default/hi", "x"),)), SCOPE)
+    assert check_replan(snapshot, first, Plan(binds=(Bind("default/hi", "n1"),)), SCOPE)
+    assert not check_replan(snapshot, first, Plan(binds=(Bind("default/hi", "n0"),)), SCOPE)

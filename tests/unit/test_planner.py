@@ -26,8 +26,7 @@ from tests.unit.builders import (
     node,
     nominate,
     pclass,
-    pending,
-    running,
+    pod,
     snap,
     unsched,
 )
@@ -74,9 +73,9 @@ CASES = [
             *TWO,
             pclass("high-priority", 1000000),
             pclass("low-priority", 10),
-            running("test-pod-high-pri", on="n1", cls="high-priority"),
-            pending("job-two-lowpri-a", cls="low-priority", gang="job-two-lowpri", min_available=2, t=1),
-            pending("job-two-lowpri-b", cls="low-priority", gang="job-two-lowpri", min_available=2, t=1),
+            pod("test-pod-high-pri", on="n1", cls="high-priority"),
+            pod("job-two-lowpri-a", cls="low-priority", gang="job-two-lowpri", min_available=2, t=1),
+            pod("job-two-lowpri-b", cls="low-priority", gang="job-two-lowpri", min_available=2, t=1),
         ),
         P(
             unschedulable=[
@@ -91,9 +90,9 @@ CASES = [
             *TWO,
             pclass("high-priority", 1000000),
             pclass("low-priority", 10),
-            running("test-pod-low-pri", on="n1", cls="low-priority"),
-            pending("job-two-highpri-a", cls="high-priority", gang="job-two-highpri", min_available=2, t=1),
-            pending("job-two-highpri-b", cls="high-priority", gang="job-two-highpri", min_available=2, t=1),
+            pod("test-pod-low-pri", on="n1", cls="low-priority"),
+            pod("job-two-highpri-a", cls="high-priority", gang="job-two-highpri", min_available=2, t=1),
+            pod("job-two-highpri-b", cls="high-priority", gang="job-two-highpri", min_available=2, t=1),
         ),
         P(
             nominations=[
@@ -108,14 +107,14 @@ CASES = [
         snap(
             *TWO,
             pclass("high-priority", 1000000),
-            pending(
+            pod(
                 "job-two-highpri-a",
                 cls="high-priority",
                 gang="job-two-highpri",
                 min_available=2,
                 nominated="n2",
             ),
-            pending(
+            pod(
                 "job-two-highpri-b",
                 cls="high-priority",
                 gang="job-two-highpri",
@@ -128,64 +127,64 @@ CASES = [
     # --- Scope and occupancy (SPEC 2) ---------------------------------------------------------
     Case(
         "a pending pod is bound to the first free node by name",
-        snap(node("n2"), node("n1"), pending("a")),
+        snap(node("n2"), node("n1"), pod("a")),
         P(binds=[bind("a", "n1")]),
     ),
     Case(
         "pods of other schedulers are never planned and never occupy a node",
         snap(
             *TWO,
-            running("sys", on="n1", scheduler="default-scheduler"),
-            pending("other", scheduler="x"),
-            pending("a"),
+            pod("sys", on="n1", scheduler="default-scheduler"),
+            pod("other", scheduler="x"),
+            pod("a"),
         ),
         P(binds=[bind("a", "n1")]),
     ),
     Case(
         "--scheduler-name picks which pods are ours",
-        snap(*TWO, pending("mine", scheduler="team-a"), pending("theirs"), running("x", on="n1")),
+        snap(*TWO, pod("mine", scheduler="team-a"), pod("theirs"), pod("x", on="n1")),
         P(binds=[bind("mine", "n1")]),
         Settings(scheduler_name="team-a"),
     ),
     Case(
         "--namespace restricts the scheduler to one namespace",
-        snap(*TWO, pending("a", ns="team"), pending("b", ns="other"), running("c", on="n1", ns="other")),
+        snap(*TWO, pod("a", ns="team"), pod("b", ns="other"), pod("c", on="n1", ns="other")),
         P(binds=[bind("a", "n1", ns="team")]),
         Settings(namespace="team"),
     ),
     Case(
         "a pod bound but not yet running occupies its node",
-        snap(*TWO, running("b", on="n1", phase="Pending"), pending("a")),
+        snap(*TWO, pod("b", on="n1", phase="Pending"), pod("a")),
         P(binds=[bind("a", "n2")]),
     ),
     Case(
         "a terminating pod occupies its node until it is gone",
-        snap(node("n1"), running("t", on="n1", deleting=True), pending("a")),
+        snap(node("n1"), pod("t", on="n1", deleting=True), pod("a")),
         P(unschedulable=[unsched("a", avail(1, "1 node(s) hold a terminating pod"))]),
     ),
     Case(
         "finished pods do not occupy their nodes",
         snap(
             *TWO,
-            running("s", on="n1", phase="Succeeded"),
-            running("f", on="n2", phase="Failed"),
-            pending("a"),
+            pod("s", on="n1", phase="Succeeded"),
+            pod("f", on="n2", phase="Failed"),
+            pod("a"),
         ),
         P(binds=[bind("a", "n1")]),
     ),
     Case(
         "a pending pod being deleted is not planned",
-        snap(*TWO, pending("gone", deleting=True), pending("a", t=1)),
+        snap(*TWO, pod("gone", deleting=True), pod("a", t=1)),
         P(binds=[bind("a", "n1")]),
     ),
     Case(
         "a pod already bound is never bound again",
-        snap(*TWO, running("b", on="n2")),
+        snap(*TWO, pod("b", on="n2")),
         P(),
     ),
     Case(
         "NotReady and cordoned nodes are not eligible",
-        snap(node("n1", ready=False), node("n2", cordoned=True), node("n3"), pending("a"), pending("b", t=1)),
+        snap(node("n1", ready=False), node("n2", cordoned=True), node("n3"), pod("a"), pod("b", t=1)),
         P(
             binds=[bind("a", "n3")],
             unschedulable=[
@@ -200,7 +199,7 @@ CASES = [
     ),
     Case(
         "--node-selector limits the nodes used",
-        snap(node("n1"), node("n2", labels={"pool": "gpu"}), pending("a"), pending("b", t=1)),
+        snap(node("n1"), node("n2", labels={"pool": "gpu"}), pod("a"), pod("b", t=1)),
         P(
             binds=[bind("a", "n2")],
             unschedulable=[
@@ -214,7 +213,7 @@ CASES = [
     ),
     Case(
         "with no nodes at all the pod waits and says so",
-        snap(pending("a")),
+        snap(pod("a")),
         P(unschedulable=[unsched("a", "0/0 nodes are available.")]),
     ),
     # --- Priority (SPEC 3) -----------------------------------------------------------------------
@@ -223,14 +222,14 @@ CASES = [
         snap(
             node("n1"),
             pclass("high", 1000),
-            pending("a", priority=5, cls="high"),
-            pending("b", priority=10, t=1),
+            pod("a", priority=5, cls="high"),
+            pod("b", priority=10, t=1),
         ),
         P(binds=[bind("b", "n1")], unschedulable=[unsched("a", avail(1, f"1 node(s) {HIGHER}"))]),
     ),
     Case(
         "without spec.priority the named class gives the priority",
-        snap(node("n1"), pclass("high", 1000), pending("a", priority=10), pending("b", cls="high", t=1)),
+        snap(node("n1"), pclass("high", 1000), pod("a", priority=10), pod("b", cls="high", t=1)),
         P(binds=[bind("b", "n1")], unschedulable=[unsched("a", avail(1, f"1 node(s) {HIGHER}"))]),
     ),
     Case(
@@ -238,19 +237,19 @@ CASES = [
         snap(
             node("n1"),
             pclass("dflt", 50, default=True),
-            pending("a", priority=10),
-            pending("b", cls="nope", t=1),
+            pod("a", priority=10),
+            pod("b", cls="nope", t=1),
         ),
         P(binds=[bind("b", "n1")], unschedulable=[unsched("a", avail(1, f"1 node(s) {HIGHER}"))]),
     ),
     Case(
         "without any of those the priority is 0",
-        snap(node("n1"), pending("a", priority=-1), pending("b", t=1)),
+        snap(node("n1"), pod("a", priority=-1), pod("b", t=1)),
         P(binds=[bind("b", "n1")], unschedulable=[unsched("a", avail(1, f"1 node(s) {HIGHER}"))]),
     ),
     Case(
         "preemptionPolicy Never in the spec: the pod waits instead of evicting",
-        snap(node("n1"), running("lo", on="n1", priority=1), pending("hi", priority=10, policy="Never")),
+        snap(node("n1"), pod("lo", on="n1", priority=1), pod("hi", priority=10, policy="Never")),
         P(
             unschedulable=[
                 unsched(
@@ -264,8 +263,8 @@ CASES = [
         snap(
             node("n1"),
             pclass("polite", 10, policy="Never"),
-            running("lo", on="n1", priority=1),
-            pending("hi", cls="polite"),
+            pod("lo", on="n1", priority=1),
+            pod("hi", cls="polite"),
         ),
         P(
             unschedulable=[
@@ -277,23 +276,23 @@ CASES = [
     ),
     Case(
         "a pod that never preempts can still be a victim",
-        snap(node("n1"), running("lo", on="n1", priority=1), pending("hi", priority=10)),
+        snap(node("n1"), pod("lo", on="n1", priority=1), pod("hi", priority=10)),
         P(nominations=[nominate("hi", "n1", waiting_for=("lo",))], evictions=[evict("lo", "n1", by="hi")]),
     ),
     # --- Ordering and backfill (SPEC 5) ----------------------------------------------------------
     Case(
         "higher priority goes first",
-        snap(node("n1"), pending("lo", priority=1), pending("hi", priority=2, t=5)),
+        snap(node("n1"), pod("lo", priority=1), pod("hi", priority=2, t=5)),
         P(binds=[bind("hi", "n1")], unschedulable=[unsched("lo", avail(1, f"1 node(s) {HIGHER}"))]),
     ),
     Case(
         "at equal priority the older pod goes first",
-        snap(node("n1"), pending("a", t=2), pending("b", t=1)),
+        snap(node("n1"), pod("a", t=2), pod("b", t=1)),
         P(binds=[bind("b", "n1")], unschedulable=[unsched("a", avail(1, f"1 node(s) {HIGHER}"))]),
     ),
     Case(
         "at equal priority and age: namespace, then name",
-        snap(node("n1"), node("n2"), pending("b", ns="a"), pending("a", ns="b"), pending("a", ns="a")),
+        snap(node("n1"), node("n2"), pod("b", ns="a"), pod("a", ns="b"), pod("a", ns="a")),
         P(
             binds=[bind("a", "n1", ns="a"), bind("b", "n2", ns="a")],
             unschedulable=[unsched("a", avail(2, f"2 node(s) {HIGHER}"), ns="b")],
@@ -304,9 +303,9 @@ CASES = [
         snap(
             node("n1"),
             node("n2"),
-            pending("solo", t=2),
-            pending("g-1", t=1, gang="g", min_available=2),
-            pending("g-2", t=3, gang="g", min_available=2),
+            pod("solo", t=2),
+            pod("g-1", t=1, gang="g", min_available=2),
+            pod("g-2", t=3, gang="g", min_available=2),
         ),
         P(
             binds=[bind("g-1", "n1"), bind("g-2", "n2")],
@@ -318,9 +317,9 @@ CASES = [
         snap(
             node("n1"),
             node("n2"),
-            pending("g-c", t=1, gang="g"),
-            pending("g-b", t=2, gang="g"),
-            pending("g-a", t=2, gang="g"),
+            pod("g-c", t=1, gang="g"),
+            pod("g-b", t=2, gang="g"),
+            pod("g-a", t=2, gang="g"),
         ),
         P(
             binds=[bind("g-c", "n1"), bind("g-a", "n2")],
@@ -339,9 +338,9 @@ CASES = [
         "a unit that cannot be placed takes no nodes: later units backfill",
         snap(
             node("n1"),
-            pending("g-1", priority=10, gang="g", min_available=2),
-            pending("g-2", priority=10, gang="g", min_available=2),
-            pending("small", priority=1),
+            pod("g-1", priority=10, gang="g", min_available=2),
+            pod("g-2", priority=10, gang="g", min_available=2),
+            pod("small", priority=1),
         ),
         P(
             binds=[bind("small", "n1")],
@@ -357,8 +356,8 @@ CASES = [
         snap(
             node("n1"),
             node("n2"),
-            pending("a", ns="x", gang="g", min_available=2),
-            pending("b", ns="y", gang="g", min_available=2, t=1),
+            pod("a", ns="x", gang="g", min_available=2),
+            pod("b", ns="y", gang="g", min_available=2, t=1),
         ),
         P(
             unschedulable=[
@@ -369,7 +368,7 @@ CASES = [
     ),
     Case(
         "a pod named like a gang is not its member",
-        snap(*TWO, pending("g"), pending("m", gang="g", min_available=2, t=1)),
+        snap(*TWO, pod("g"), pod("m", gang="g", min_available=2, t=1)),
         P(
             binds=[bind("g", "n1")],
             unschedulable=[unsched("m", "gang default/g: 1 of 2 required members exist")],
@@ -380,9 +379,9 @@ CASES = [
         snap(
             node("n1"),
             node("n2"),
-            pending("solo", priority=50),
-            pending("g-lo", priority=1, gang="g", min_available=2, t=1),
-            pending("g-hi", priority=100, gang="g", min_available=2, t=1),
+            pod("solo", priority=50),
+            pod("g-lo", priority=1, gang="g", min_available=2, t=1),
+            pod("g-hi", priority=100, gang="g", min_available=2, t=1),
         ),
         P(
             binds=[bind("g-hi", "n1"), bind("g-lo", "n2")],
@@ -394,10 +393,10 @@ CASES = [
         snap(
             node("n1"),
             node("n2"),
-            running("g-run", on="n1", priority=1, gang="g"),
-            running("g-run2", on="n2", priority=1, gang="g"),
-            pending("g-new", priority=100, gang="g"),
-            pending("mid", priority=50),
+            pod("g-run", on="n1", priority=1, gang="g"),
+            pod("g-run2", on="n2", priority=1, gang="g"),
+            pod("g-new", priority=100, gang="g"),
+            pod("mid", priority=50),
         ),
         P(
             unschedulable=[
@@ -410,8 +409,8 @@ CASES = [
         "min-available is the largest over pending members",
         snap(
             *TWO,
-            pending("g-1", gang="g", min_available=1),
-            pending("g-2", gang="g", min_available=3),
+            pod("g-1", gang="g", min_available=1),
+            pod("g-2", gang="g", min_available=3),
         ),
         P(
             unschedulable=[
@@ -424,9 +423,9 @@ CASES = [
         "all or nothing: a gang that does not fit places nobody",
         snap(
             *TWO,
-            pending("g-1", gang="g", min_available=3),
-            pending("g-2", gang="g", min_available=3),
-            pending("g-3", gang="g", min_available=3),
+            pod("g-1", gang="g", min_available=3),
+            pod("g-2", gang="g", min_available=3),
+            pod("g-3", gang="g", min_available=3),
         ),
         P(
             unschedulable=[
@@ -439,8 +438,8 @@ CASES = [
         snap(
             *TWO,
             node("n3"),
-            pending("t-0", gang="train", min_available=3),
-            pending("t-1", gang="train", min_available=3),
+            pod("t-0", gang="train", min_available=3),
+            pod("t-1", gang="train", min_available=3),
         ),
         P(
             unschedulable=[
@@ -455,9 +454,9 @@ CASES = [
             node("n1"),
             node("n2"),
             node("n3"),
-            running("g-0", on="n1", gang="g", min_available=3),
-            pending("g-1", gang="g", min_available=3),
-            pending("g-2", gang="g", min_available=3),
+            pod("g-0", on="n1", gang="g", min_available=3),
+            pod("g-1", gang="g", min_available=3),
+            pod("g-2", gang="g", min_available=3),
         ),
         P(binds=[bind("g-1", "n2"), bind("g-2", "n3")]),
     ),
@@ -466,9 +465,9 @@ CASES = [
         snap(
             *TWO,
             node("n3"),
-            pending("g-1", gang="g", min_available=2),
-            pending("g-2", gang="g", min_available=2),
-            pending("g-3", gang="g", min_available=2),
+            pod("g-1", gang="g", min_available=2),
+            pod("g-2", gang="g", min_available=2),
+            pod("g-3", gang="g", min_available=2),
         ),
         P(binds=[bind("g-1", "n1"), bind("g-2", "n2"), bind("g-3", "n3")]),
     ),
@@ -476,9 +475,9 @@ CASES = [
         "members beyond min-available take free nodes only; they do not preempt",
         snap(
             *TWO,
-            running("lo", on="n2", priority=1),
-            pending("g-1", priority=10, gang="g"),
-            pending("g-2", priority=10, gang="g", t=1),
+            pod("lo", on="n2", priority=1),
+            pod("g-1", priority=10, gang="g"),
+            pod("g-2", priority=10, gang="g", t=1),
         ),
         P(
             binds=[bind("g-1", "n1")],
@@ -497,7 +496,7 @@ CASES = [
     ),
     Case(
         "invalid min-available (not an integer) is that pod's error only",
-        snap(*TWO, pending("bad", gang="g", min_available="abc"), pending("ok", t=1)),
+        snap(*TWO, pod("bad", gang="g", min_available="abc"), pod("ok", t=1)),
         P(
             binds=[bind("ok", "n1")],
             unschedulable=[
@@ -511,9 +510,7 @@ CASES = [
     ),
     Case(
         "invalid min-available below 1",
-        snap(
-            *TWO, pending("zero", gang="g", min_available="0"), pending("neg", gang="g", min_available="-2")
-        ),
+        snap(*TWO, pod("zero", gang="g", min_available="0"), pod("neg", gang="g", min_available="-2")),
         P(
             unschedulable=[
                 unsched(
@@ -531,7 +528,7 @@ CASES = [
     ),
     Case(
         "min-available without group-name is invalid",
-        snap(*TWO, pending("lonely", min_available=2)),
+        snap(*TWO, pod("lonely", min_available=2)),
         P(
             unschedulable=[
                 unsched(
@@ -542,7 +539,7 @@ CASES = [
     ),
     Case(
         "an empty group-name is invalid",
-        snap(*TWO, pending("blank", gang="  ")),
+        snap(*TWO, pod("blank", gang="  ")),
         P(
             unschedulable=[
                 unsched(
@@ -553,7 +550,7 @@ CASES = [
     ),
     Case(
         "a very long bad value is cut short in the message",
-        snap(node("n1"), pending("long", gang="g", min_available="9" * 100)),
+        snap(node("n1"), pod("long", gang="g", min_available="9" * 100)),
         P(
             unschedulable=[
                 unsched(
@@ -566,7 +563,7 @@ CASES = [
     ),
     Case(
         "a group-name longer than a label value (63 characters) is invalid, and shown cut",
-        snap(node("n1"), pending("wordy", gang="g" * 200)),
+        snap(node("n1"), pod("wordy", gang="g" * 200)),
         P(
             unschedulable=[
                 unsched(
@@ -579,16 +576,16 @@ CASES = [
     ),
     Case(
         "a group-name of 63 characters is fine",
-        snap(node("n1"), pending("long", gang="g" * 63)),
+        snap(node("n1"), pod("long", gang="g" * 63)),
         P(binds=[bind("long", "n1")]),
     ),
     Case(
         "a misspelled annotation key is that pod's error, with a suggestion",
         snap(
             *TWO,
-            pending("typo", annotations={f"{ANNOTATION_PREFIX}groupname": "train"}),
-            pending("typo-2", gang="train", annotations={f"{ANNOTATION_PREFIX}min-avaliable": "2"}),
-            pending("odd", annotations={f"{ANNOTATION_PREFIX}colour": "blue"}),
+            pod("typo", annotations={f"{ANNOTATION_PREFIX}groupname": "train"}),
+            pod("typo-2", gang="train", annotations={f"{ANNOTATION_PREFIX}min-avaliable": "2"}),
+            pod("odd", annotations={f"{ANNOTATION_PREFIX}colour": "blue"}),
         ),
         P(
             unschedulable=[
@@ -615,32 +612,32 @@ CASES = [
     # --- Gated pods (SPEC 2, v2) -------------------------------------------------------------------
     Case(
         "a gated pod takes no node, gets no reason, and the node goes to the next pod",
-        snap(node("n1"), pending("gated", priority=100, t=0, gated=True), pending("open", priority=1, t=5)),
+        snap(node("n1"), pod("gated", priority=100, t=0, gated=True), pod("open", priority=1, t=5)),
         P(binds=[bind("open", "n1")]),
     ),
     Case(
         "a gated pod of high priority evicts nobody",
-        snap(node("n1"), running("lo", on="n1", priority=1), pending("gated", priority=1000, gated=True)),
+        snap(node("n1"), pod("lo", on="n1", priority=1), pod("gated", priority=1000, gated=True)),
         P(),
     ),
     Case(
         "a gated member does not count toward its gang's quorum",
         snap(
             *TWO,
-            pending("g-1", gang="g", min_available=2),
-            pending("g-2", gang="g", min_available=2, gated=True),
+            pod("g-1", gang="g", min_available=2),
+            pod("g-2", gang="g", min_available=2, gated=True),
         ),
         P(unschedulable=[unsched("g-1", "gang default/g: 1 of 2 required members exist")]),
     ),
     Case(
         "a gated pod's nomination reserves nothing",
-        snap(node("n1"), pending("gated", priority=100, gated=True, nominated="n1"), pending("open")),
+        snap(node("n1"), pod("gated", priority=100, gated=True, nominated="n1"), pod("open")),
         P(binds=[bind("open", "n1")]),
     ),
     # --- Preemption (SPEC 6) ---------------------------------------------------------------------
     Case(
         "equal priority never preempts",
-        snap(node("n1"), running("a", on="n1", priority=10), pending("b", priority=10)),
+        snap(node("n1"), pod("a", on="n1", priority=10), pod("b", priority=10)),
         P(unschedulable=[unsched("b", avail(1, f"1 node(s) {HIGHER}"))]),
     ),
     Case(
@@ -648,9 +645,9 @@ CASES = [
         snap(
             node("n1"),
             node("n2"),
-            running("lo2", on="n1", priority=2),
-            running("lo1", on="n2", priority=1),
-            pending("hi", priority=10),
+            pod("lo2", on="n1", priority=2),
+            pod("lo1", on="n2", priority=1),
+            pod("hi", priority=10),
         ),
         P(nominations=[nominate("hi", "n2", waiting_for=("lo1",))], evictions=[evict("lo1", "n2", by="hi")]),
     ),
@@ -659,10 +656,10 @@ CASES = [
         snap(
             *TWO,
             node("n3"),
-            running("g-1", on="n1", priority=1, gang="g"),
-            running("g-2", on="n3", priority=1, gang="g"),
-            running("solo", on="n2", priority=1),
-            pending("hi", priority=10),
+            pod("g-1", on="n1", priority=1, gang="g"),
+            pod("g-2", on="n3", priority=1, gang="g"),
+            pod("solo", on="n2", priority=1),
+            pod("hi", priority=10),
         ),
         P(
             nominations=[nominate("hi", "n2", waiting_for=("solo",))],
@@ -673,9 +670,9 @@ CASES = [
         "victims: then the newest first",
         snap(
             *TWO,
-            running("old", on="n1", priority=1, t=1),
-            running("new", on="n2", priority=1, t=2),
-            pending("hi", priority=10),
+            pod("old", on="n1", priority=1, t=1),
+            pod("new", on="n2", priority=1, t=2),
+            pod("hi", priority=10),
         ),
         P(nominations=[nominate("hi", "n2", waiting_for=("new",))], evictions=[evict("new", "n2", by="hi")]),
     ),
@@ -684,9 +681,9 @@ CASES = [
         snap(
             node("n2"),
             node("n1"),
-            running("b", on="n2", priority=1),
-            running("a", on="n1", priority=1),
-            pending("hi", priority=10),
+            pod("b", on="n2", priority=1),
+            pod("a", on="n1", priority=1),
+            pod("hi", priority=10),
         ),
         P(nominations=[nominate("hi", "n1", waiting_for=("a",))], evictions=[evict("a", "n1", by="hi")]),
     ),
@@ -694,9 +691,9 @@ CASES = [
         "gang integrity: a running gang at its min-available is evicted whole",
         snap(
             *TWO,
-            running("g-1", on="n1", priority=1, gang="g", min_available=2),
-            running("g-2", on="n2", priority=1, gang="g", min_available=2),
-            pending("hi", priority=10),
+            pod("g-1", on="n1", priority=1, gang="g", min_available=2),
+            pod("g-2", on="n2", priority=1, gang="g", min_available=2),
+            pod("hi", priority=10),
         ),
         P(
             nominations=[nominate("hi", "n1", waiting_for=("g-1",))],
@@ -708,10 +705,10 @@ CASES = [
         snap(
             *TWO,
             node("n3"),
-            running("g-1", on="n1", priority=1, gang="g", min_available=2),
-            running("g-2", on="n2", priority=1, gang="g", min_available=2),
-            running("g-3", on="n3", priority=1, gang="g", min_available=2),
-            pending("hi", priority=10),
+            pod("g-1", on="n1", priority=1, gang="g", min_available=2),
+            pod("g-2", on="n2", priority=1, gang="g", min_available=2),
+            pod("g-3", on="n3", priority=1, gang="g", min_available=2),
+            pod("hi", priority=10),
         ),
         P(nominations=[nominate("hi", "n1", waiting_for=("g-1",))], evictions=[evict("g-1", "n1", by="hi")]),
     ),
@@ -719,10 +716,10 @@ CASES = [
         "freed nodes of a whole gang serve a preempting gang's further members",
         snap(
             *TWO,
-            running("v-1", on="n1", priority=1, gang="v", min_available=2),
-            running("v-2", on="n2", priority=1, gang="v", min_available=2),
-            pending("h-1", priority=10, gang="h"),
-            pending("h-2", priority=10, gang="h", t=1),
+            pod("v-1", on="n1", priority=1, gang="v", min_available=2),
+            pod("v-2", on="n2", priority=1, gang="v", min_available=2),
+            pod("h-1", priority=10, gang="h"),
+            pod("h-2", priority=10, gang="h", t=1),
         ),
         P(
             nominations=[
@@ -736,10 +733,10 @@ CASES = [
         "preemption is all or nothing: no eviction unless the whole gang then fits",
         snap(
             *TWO,
-            running("hi-run", on="n1", priority=100),
-            running("lo", on="n2", priority=1),
-            pending("g-1", priority=10, gang="g", min_available=2),
-            pending("g-2", priority=10, gang="g", min_available=2),
+            pod("hi-run", on="n1", priority=100),
+            pod("lo", on="n2", priority=1),
+            pod("g-1", priority=10, gang="g", min_available=2),
+            pod("g-2", priority=10, gang="g", min_available=2),
         ),
         P(
             unschedulable=[
@@ -753,10 +750,10 @@ CASES = [
         snap(
             *TWO,
             node("n3"),
-            running("lo-a", on="n2", priority=1, t=1),
-            running("lo-b", on="n3", priority=1, t=2),
-            pending("g-1", priority=10, gang="g", min_available=2),
-            pending("g-2", priority=10, gang="g", min_available=2),
+            pod("lo-a", on="n2", priority=1, t=1),
+            pod("lo-b", on="n3", priority=1, t=2),
+            pod("g-1", priority=10, gang="g", min_available=2),
+            pod("g-2", priority=10, gang="g", min_available=2),
         ),
         P(
             nominations=[nominate("g-1", "n1"), nominate("g-2", "n3", waiting_for=("lo-b",))],
@@ -767,9 +764,9 @@ CASES = [
         "a gang with one member whose preemptionPolicy is Never does not preempt",
         snap(
             node("n1"),
-            running("lo", on="n1", priority=1),
-            pending("g-1", priority=10, gang="g"),
-            pending("g-2", priority=10, gang="g", policy="Never"),
+            pod("lo", on="n1", priority=1),
+            pod("g-1", priority=10, gang="g"),
+            pod("g-2", priority=10, gang="g", policy="Never"),
         ),
         P(
             unschedulable=[
@@ -786,15 +783,15 @@ CASES = [
         "terminating pods are not candidates: the next victim is chosen",
         snap(
             *TWO,
-            running("going", on="n1", priority=1, deleting=True),
-            running("lo", on="n2", priority=5),
-            pending("hi", priority=10),
+            pod("going", on="n1", priority=1, deleting=True),
+            pod("lo", on="n2", priority=5),
+            pod("hi", priority=10),
         ),
         P(nominations=[nominate("hi", "n2", waiting_for=("lo",))], evictions=[evict("lo", "n2", by="hi")]),
     ),
     Case(
         "pods on ineligible nodes are not candidates",
-        snap(node("n1", cordoned=True), running("lo", on="n1", priority=1), pending("hi", priority=10)),
+        snap(node("n1", cordoned=True), pod("lo", on="n1", priority=1), pod("hi", priority=10)),
         P(unschedulable=[unsched("hi", avail(1, "1 node(s) were unschedulable"))]),
     ),
     # --- Two phases and reservations (SPEC 6) ----------------------------------------------------
@@ -802,9 +799,9 @@ CASES = [
         "a nominee waits while its victim terminates, and preempts nobody else",
         snap(
             *TWO,
-            running("lo", on="n1", priority=1, deleting=True),
-            running("lo2", on="n2", priority=1),
-            pending("hi", priority=10, nominated="n1"),
+            pod("lo", on="n1", priority=1, deleting=True),
+            pod("lo2", on="n2", priority=1),
+            pod("hi", priority=10, nominated="n1"),
         ),
         P(nominations=[nominate("hi", "n1", waiting_for=("lo",))]),
     ),
@@ -812,9 +809,9 @@ CASES = [
         "a nominee waits for a terminating victim until the bound (60 s past its deletionTimestamp)",
         snap(
             *TWO,
-            running("stuck", on="n1", priority=1, deleted_at=950),
-            running("lo2", on="n2", priority=1),
-            pending("hi", priority=10, nominated="n1"),
+            pod("stuck", on="n1", priority=1, deleted_at=950),
+            pod("lo2", on="n2", priority=1),
+            pod("hi", priority=10, nominated="n1"),
             now=1000,
         ),
         P(nominations=[nominate("hi", "n1", waiting_for=("stuck",))]),
@@ -823,9 +820,9 @@ CASES = [
         "past the bound the victim is stuck: its nominee is placed elsewhere, by preemption if need be",
         snap(
             *TWO,
-            running("stuck", on="n1", priority=1, deleted_at=900),
-            running("lo2", on="n2", priority=1),
-            pending("hi", priority=10, nominated="n1"),
+            pod("stuck", on="n1", priority=1, deleted_at=900),
+            pod("lo2", on="n2", priority=1),
+            pod("hi", priority=10, nominated="n1"),
             now=1000,
         ),
         P(nominations=[nominate("hi", "n2", waiting_for=("lo2",))], evictions=[evict("lo2", "n2", by="hi")]),
@@ -834,8 +831,8 @@ CASES = [
         "a node whose pod is stuck terminating is unusable, and the reason says so",
         snap(
             node("n1"),
-            running("stuck", on="n1", priority=1, deleted_at=900),
-            pending("a", priority=10),
+            pod("stuck", on="n1", priority=1, deleted_at=900),
+            pod("a", priority=10),
             now=1000,
         ),
         P(
@@ -846,12 +843,12 @@ CASES = [
     ),
     Case(
         "a nominee is bound once its node is free",
-        snap(*TWO, running("x", on="n2", priority=100), pending("hi", priority=10, nominated="n1")),
+        snap(*TWO, pod("x", on="n2", priority=100), pod("hi", priority=10, nominated="n1")),
         P(binds=[bind("hi", "n1")]),
     ),
     Case(
         "a nominated node is reserved against pods of equal priority, even older ones",
-        snap(node("n1"), pending("old", priority=10, t=0), pending("nom", priority=10, t=5, nominated="n1")),
+        snap(node("n1"), pod("old", priority=10, t=0), pod("nom", priority=10, t=5, nominated="n1")),
         P(
             binds=[bind("nom", "n1")],
             unschedulable=[unsched("old", avail(1, "1 node(s) are reserved for nominated pods"))],
@@ -859,26 +856,26 @@ CASES = [
     ),
     Case(
         "a unit of strictly higher priority takes over a reservation",
-        snap(node("n1"), pending("top", priority=20, t=9), pending("nom", priority=10, nominated="n1")),
+        snap(node("n1"), pod("top", priority=20, t=9), pod("nom", priority=10, nominated="n1")),
         P(binds=[bind("top", "n1")], unschedulable=[unsched("nom", avail(1, f"1 node(s) {HIGHER}"))]),
     ),
     Case(
         "a nominee whose victim is still there (eviction refused) preempts it again",
-        snap(node("n1"), running("lo", on="n1", priority=1), pending("hi", priority=10, nominated="n1")),
+        snap(node("n1"), pod("lo", on="n1", priority=1), pod("hi", priority=10, nominated="n1")),
         P(nominations=[nominate("hi", "n1", waiting_for=("lo",))], evictions=[evict("lo", "n1", by="hi")]),
     ),
     Case(
         "a nominee whose node became NotReady goes elsewhere",
-        snap(node("n1", ready=False), node("n2"), pending("hi", priority=10, nominated="n1")),
+        snap(node("n1", ready=False), node("n2"), pod("hi", priority=10, nominated="n1")),
         P(binds=[bind("hi", "n2")]),
     ),
     Case(
         "of two pods nominated to one node, the one ahead in the pass holds it",
         snap(
             node("n1"),
-            running("lo", on="n1", priority=1, deleting=True),
-            pending("a", priority=10, nominated="n1"),
-            pending("b", priority=20, nominated="n1", t=1),
+            pod("lo", on="n1", priority=1, deleting=True),
+            pod("a", priority=10, nominated="n1"),
+            pod("b", priority=20, nominated="n1", t=1),
         ),
         P(
             nominations=[nominate("b", "n1", waiting_for=("lo",))],
@@ -889,10 +886,10 @@ CASES = [
         "a node stays reserved for the whole pass, even when its nominee's gang cannot be placed",
         snap(
             node("n1"),
-            pending("s", priority=10, t=0),
-            pending("g-1", priority=10, t=5, gang="g", min_available=3, nominated="n1"),
-            pending("g-2", priority=10, t=5, gang="g", min_available=3),
-            pending("g-3", priority=10, t=5, gang="g", min_available=3),
+            pod("s", priority=10, t=0),
+            pod("g-1", priority=10, t=5, gang="g", min_available=3, nominated="n1"),
+            pod("g-2", priority=10, t=5, gang="g", min_available=3),
+            pod("g-3", priority=10, t=5, gang="g", min_available=3),
         ),
         P(
             unschedulable=[
@@ -905,8 +902,8 @@ CASES = [
         "a nominee short of quorum still reserves its node for the pass (the shell then clears it)",
         snap(
             node("n1"),
-            pending("s", priority=10, t=0),
-            pending("g-1", priority=10, t=5, gang="g", min_available=2, nominated="n1"),
+            pod("s", priority=10, t=0),
+            pod("g-1", priority=10, t=5, gang="g", min_available=2, nominated="n1"),
         ),
         P(
             unschedulable=[
@@ -917,16 +914,16 @@ CASES = [
     ),
     Case(
         "a nomination of a pod that is bound already is ignored",
-        snap(node("n1"), node("n2"), running("b", on="n2"), pending("a", t=1)),
+        snap(node("n1"), node("n2"), pod("b", on="n2"), pod("a", t=1)),
         P(binds=[bind("a", "n1")]),
     ),
     Case(
         "a gang is bound together: a free node is reserved while another waits for its victim",
         snap(
             *TWO,
-            running("lo", on="n2", priority=1),
-            pending("g-1", priority=10, gang="g", min_available=2),
-            pending("g-2", priority=10, gang="g", min_available=2),
+            pod("lo", on="n2", priority=1),
+            pod("g-1", priority=10, gang="g", min_available=2),
+            pod("g-2", priority=10, gang="g", min_available=2),
         ),
         P(
             nominations=[nominate("g-1", "n1"), nominate("g-2", "n2", waiting_for=("lo",))],
@@ -937,9 +934,9 @@ CASES = [
         "a nominated gang stays nominated while one victim is still terminating",
         snap(
             *TWO,
-            running("lo", on="n2", priority=1, deleting=True),
-            pending("g-1", priority=10, gang="g", min_available=2, nominated="n1"),
-            pending("g-2", priority=10, gang="g", min_available=2, nominated="n2"),
+            pod("lo", on="n2", priority=1, deleting=True),
+            pod("g-1", priority=10, gang="g", min_available=2, nominated="n1"),
+            pod("g-2", priority=10, gang="g", min_available=2, nominated="n2"),
         ),
         P(nominations=[nominate("g-1", "n1"), nominate("g-2", "n2", waiting_for=("lo",))]),
     ),
@@ -947,8 +944,8 @@ CASES = [
         "a nominated gang is bound in the pass in which all its nodes are free",
         snap(
             *TWO,
-            pending("g-1", priority=10, gang="g", min_available=2, nominated="n1"),
-            pending("g-2", priority=10, gang="g", min_available=2, nominated="n2"),
+            pod("g-1", priority=10, gang="g", min_available=2, nominated="n1"),
+            pod("g-2", priority=10, gang="g", min_available=2, nominated="n2"),
         ),
         P(binds=[bind("g-1", "n1"), bind("g-2", "n2")]),
     ),
@@ -957,12 +954,12 @@ CASES = [
         snap(
             *TWO,
             node("n3"),
-            running("v", on="n2", priority=1, deleting=True),
-            running("big", on="n3", priority=100),
-            pending("g-1", priority=10, gang="g", min_available=3, nominated="n1"),
-            pending("g-2", priority=10, gang="g", min_available=3, nominated="n2"),
-            pending("g-3", priority=10, gang="g", min_available=3),
-            pending("small", priority=1),
+            pod("v", on="n2", priority=1, deleting=True),
+            pod("big", on="n3", priority=100),
+            pod("g-1", priority=10, gang="g", min_available=3, nominated="n1"),
+            pod("g-2", priority=10, gang="g", min_available=3, nominated="n2"),
+            pod("g-3", priority=10, gang="g", min_available=3),
+            pod("small", priority=1),
         ),
         P(
             unschedulable=[

@@ -12,7 +12,7 @@ import pytest
 from custom_scheduler.kube import ApiError, Outcome
 from custom_scheduler.model import Unschedulable
 from custom_scheduler.recorder import Reasons, Recorder
-from tests.unit.builders import pending
+from tests.unit import builders
 
 fake_time = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.looptime]
 
@@ -63,7 +63,7 @@ async def until(condition: Any, deadline: float = 100.0) -> None:
 async def test_a_reason_is_written_once_with_its_event() -> None:
     kube = RecordingKube()
     reasons = reasons_for(kube)
-    pod = pending("a")
+    pod = builders.pod("a")
     async with anyio.create_task_group() as tg:
         tg.start_soon(reasons.run)
         reasons.report(Unschedulable(pod.key, "no node"), pod)
@@ -82,7 +82,9 @@ async def test_a_reason_is_written_once_with_its_event() -> None:
 async def test_a_reason_the_pod_already_shows_is_not_written() -> None:
     kube = RecordingKube()
     reasons = reasons_for(kube)
-    pod = dataclasses.replace(pending("a"), scheduled_reason="Unschedulable", scheduled_message="no node")
+    pod = dataclasses.replace(
+        builders.pod("a"), scheduled_reason="Unschedulable", scheduled_message="no node"
+    )
     async with anyio.create_task_group() as tg:
         tg.start_soon(reasons.run)
         reasons.report(Unschedulable(pod.key, "no node"), pod)
@@ -97,7 +99,7 @@ async def test_a_reason_the_pod_already_shows_is_not_written() -> None:
 async def test_only_the_newest_reason_of_a_pod_waiting_in_the_queue_is_written() -> None:
     kube = RecordingKube()
     reasons = reasons_for(kube, workers=1)
-    busy, pod = pending("busy"), pending("a")
+    busy, pod = builders.pod("busy"), builders.pod("a")
     async with anyio.create_task_group() as tg:
         tg.start_soon(reasons.run)
         reasons.report(Unschedulable(busy.key, "first in line"), busy)
@@ -118,7 +120,7 @@ async def test_only_the_newest_reason_of_a_pod_waiting_in_the_queue_is_written()
 async def test_settle_waits_for_a_reason_being_written_and_drops_a_queued_one() -> None:
     kube = RecordingKube(delay=5.0)
     reasons = reasons_for(kube, workers=1)
-    writing, queued = pending("writing"), pending("queued")
+    writing, queued = builders.pod("writing"), builders.pod("queued")
     async with anyio.create_task_group() as tg:
         tg.start_soon(reasons.run)
         reasons.report(Unschedulable(writing.key, "no node"), writing)
@@ -141,7 +143,7 @@ async def test_settle_waits_for_a_reason_being_written_and_drops_a_queued_one() 
 async def test_keep_forgets_pods_no_longer_waiting_so_they_are_told_again() -> None:
     kube = RecordingKube()
     reasons = reasons_for(kube)
-    pod, gone = pending("a"), pending("gone")
+    pod, gone = builders.pod("a"), builders.pod("gone")
     async with anyio.create_task_group() as tg:
         tg.start_soon(reasons.run)
         reasons.report(Unschedulable(pod.key, "no node"), pod)
@@ -161,7 +163,7 @@ async def test_keep_forgets_pods_no_longer_waiting_so_they_are_told_again() -> N
 async def test_a_term_that_ends_forgets_what_it_queued_and_said() -> None:
     kube = RecordingKube()
     reasons = reasons_for(kube, workers=1)
-    told, busy, queued = pending("told"), pending("busy"), pending("queued")
+    told, busy, queued = builders.pod("told"), builders.pod("busy"), builders.pod("queued")
     async with anyio.create_task_group() as tg:
         tg.start_soon(reasons.run)
         reasons.report(Unschedulable(told.key, "no node"), told)
@@ -186,7 +188,7 @@ async def test_a_term_that_ends_forgets_what_it_queued_and_said() -> None:
 async def test_a_failed_write_is_not_counted_as_said() -> None:
     kube = RecordingKube(fail=aiohttp.ServerDisconnectedError())
     reasons = reasons_for(kube)
-    pod = pending("a")
+    pod = builders.pod("a")
     async with anyio.create_task_group() as tg:
         tg.start_soon(reasons.run)
         reasons.report(Unschedulable(pod.key, "no node"), pod)
@@ -201,7 +203,7 @@ async def test_a_failed_write_is_not_counted_as_said() -> None:
 async def test_an_unexpected_answer_ends_the_workers() -> None:
     kube = RecordingKube(fail=ApiError("PATCH", "/api/v1/namespaces/default/pods/a/status", 403, "forbidden"))
     reasons = reasons_for(kube)
-    pod = pending("a")
+    pod = builders.pod("a")
     with pytest.raises(BaseExceptionGroup) as raised:
         async with anyio.create_task_group() as tg:
             tg.start_soon(reasons.run)
@@ -215,7 +217,7 @@ async def test_an_unexpected_answer_ends_the_workers() -> None:
 async def test_events_are_posted_in_order_a_few_at_a_time_and_the_queue_is_bounded() -> None:
     kube = RecordingKube()
     recorder = Recorder(kube, workers=2, capacity=3)  # type: ignore[arg-type]
-    pods = [pending(f"p{i}") for i in range(8)]
+    pods = [builders.pod(f"p{i}") for i in range(8)]
     async with anyio.create_task_group() as tg:
         tg.start_soon(recorder.run)
         started = anyio.current_time()
