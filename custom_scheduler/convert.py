@@ -11,10 +11,26 @@ passed in) and does no I/O.
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import UTC, date, datetime
+from fractions import Fraction
 from typing import Any
 
-from custom_scheduler.model import ANNOTATION_PREFIX, ANNOTATIONS, Node, Pod, PriorityClass, Snapshot
+from custom_scheduler.model import (
+    ANNOTATION_PREFIX,
+    ANNOTATIONS,
+    NO_CONSTRAINTS,
+    Constraints,
+    Expression,
+    Node,
+    Pod,
+    PriorityClass,
+    Snapshot,
+    Taint,
+    Term,
+    Toleration,
+)
 
 # What a user writes costs the cache a bounded amount: a value longer than any valid one is cut
 # (enough is kept to tell it is too long and to show it), and of the keys under our prefix that
@@ -37,6 +53,10 @@ def _dict(value: object) -> dict[str, Any]:
 
 def _str(value: object) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _required(meta: dict[str, Any], field: str, kind: str, where: str) -> str:
@@ -77,8 +97,146 @@ def parse_timestamp(value: object) -> float:
     return seconds
 
 
+# -- quantities ---------------------------------------------------------------------------------
+
+# Kubernetes' quantity: a signed decimal number, then a binary (Ki..Ei) or decimal (n..E) suffix or
+# a decimal exponent (e3, E-2). Exponents are tried before the one-letter suffixes: 1E3 is 1000.
+_QUANTITY = re.compile(
+    r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?[0-9]+|[numkMGTPE])?$"
+)
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+
+
+def parse_quantity(text: str) -> Fraction:
+    """`500m`, `2Gi`, `1e3`, `1.5` as an exact number; ValueError names what is wrong."""
+    match = _QUANTITY.match(text.strip()) if isinstance(text, str) and len(text) <= 64 else None
+    if match is None:
+        raise ValueError(f"{str(text)[:64]!r} is not a quantity")
+    number, suffix = Fraction(match.group(1)), match.group(2) or ""
+    if suffix in _BINARY:
+        return number * _BINARY[suffix]
+    exponent = int(suffix[1:]) if suffix[:1] in ("e", "E") and len(suffix) > 1 else _DECIMAL.get(suffix, 0)
+    if abs(exponent) > 30:
+        raise ValueError(f"{text!r} is out of range")
+    return number * Fraction(10) ** exponent
+
+
+def amount(resource: str, quantity: Fraction) -> int:
+    """A quantity in the integer unit the scheduler compares in, rounded up as kube-scheduler's
+    filter rounds it: millicores for cpu, the resource's own unit for anything else."""
+    return max(math.ceil(quantity * 1000 if resource == "cpu" else quantity), 0)
+
+
+def _resources(value: object, what: str) -> dict[str, int]:
+    """A ResourceList (`{"cpu": "500m", ...}`) in integer units; ConvertError on a bad quantity."""
+    out: dict[str, int] = {}
+    for resource, quantity in _dict(value).items():
+        if not isinstance(resource, str):
+            continue
+        try:
+            out[resource] = amount(resource, parse_quantity(str(quantity)))
+        except ValueError as error:
+            raise ConvertError(f"{what} {resource}: {error}") from None
+    return out
+
+
+def _add(total: dict[str, int], more: dict[str, int]) -> None:
+    for resource, value in more.items():
+        total[resource] = total.get(resource, 0) + value
+
+
+def _at_least(total: dict[str, int], other: dict[str, int]) -> None:
+    for resource, value in other.items():
+        total[resource] = max(total.get(resource, 0), value)
+
+
+def pod_requests(spec: dict[str, Any], what: str) -> dict[str, int]:
+    """The pod's effective requests, as kube-scheduler counts them: the containers' sum, or the
+    largest init container's need if larger (sidecars, init containers with restartPolicy Always,
+    run beside the rest and add to both), pod-level requests for the resources they name, plus the
+    runtime's overhead."""
+    total: dict[str, int] = {}
+    for container in _list(spec.get("containers")):
+        _add(total, _resources(_dict(_dict(container).get("resources")).get("requests"), what))
+    sidecars: dict[str, int] = {}
+    init_need: dict[str, int] = {}
+    for container in map(_dict, _list(spec.get("initContainers"))):
+        requests = _resources(_dict(container.get("resources")).get("requests"), what)
+        if container.get("restartPolicy") == "Always":
+            _add(total, requests)
+            _add(sidecars, requests)
+            need = dict(sidecars)
+        else:
+            need = dict(requests)
+            _add(need, sidecars)
+        _at_least(init_need, need)
+    _at_least(total, init_need)
+    pod_level = _resources(_dict(spec.get("resources")).get("requests"), what)
+    for resource, value in pod_level.items():
+        if resource in ("cpu", "memory") or resource.startswith("hugepages-"):
+            total[resource] = value
+    _add(total, _resources(spec.get("overhead"), what))
+    return {resource: value for resource, value in total.items() if value > 0}
+
+
+# -- where a pod may run ------------------------------------------------------------------------
+
+_interned: dict[Constraints, Constraints] = {}
+
+
+def _expressions(value: object) -> tuple[Expression, ...]:
+    out = []
+    for item in map(_dict, _list(value)):
+        values = tuple(v for v in _list(item.get("values")) if isinstance(v, str))
+        out.append(Expression(_str(item.get("key")), _str(item.get("operator")), values))
+    return tuple(out)
+
+
+def pod_constraints(spec: dict[str, Any], what: str) -> Constraints:
+    """Node selector, required node affinity, tolerations and requests of a pod spec, shared with
+    every other pod that has the same (a pass evaluates each distinct one once)."""
+    selector = tuple(
+        sorted(
+            (k, v)
+            for k, v in _dict(spec.get("nodeSelector")).items()
+            if isinstance(k, str) and isinstance(v, str)
+        )
+    )
+    affinity: tuple[Term, ...] | None = None
+    required = _dict(
+        _dict(_dict(spec.get("affinity")).get("nodeAffinity")).get(
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        )
+    )
+    if required:
+        affinity = tuple(
+            Term(_expressions(_dict(t).get("matchExpressions")), _expressions(_dict(t).get("matchFields")))
+            for t in _list(required.get("nodeSelectorTerms"))
+        )
+    tolerations = tuple(
+        Toleration(
+            key=_str(t.get("key")),
+            operator=_str(t.get("operator")) or "Equal",
+            value=_str(t.get("value")),
+            effect=_str(t.get("effect")),
+        )
+        for t in map(_dict, _list(spec.get("tolerations")))
+    )
+    requests = tuple(sorted(pod_requests(spec, f"{what}request").items()))
+    constraints = Constraints(selector, affinity, tolerations, requests)
+    if constraints == NO_CONSTRAINTS:
+        return NO_CONSTRAINTS
+    shared = _interned.get(constraints)
+    if shared is None:
+        if len(_interned) >= 10_000:  # bounded, whatever pods users create
+            _interned.clear()
+        shared = _interned[constraints] = constraints
+    return shared
+
+
 def node_from_api(obj: dict[str, Any], where: str = "") -> Node:
-    """A Node: name, labels, Ready condition, spec.unschedulable."""
+    """A Node: name, labels, Ready condition, spec.unschedulable, taints, allocatable."""
     if not isinstance(obj, dict):
         raise ConvertError(f"Node {where}is not an object")
     meta = _dict(obj.get("metadata"))
@@ -90,8 +248,18 @@ def node_from_api(obj: dict[str, Any], where: str = "") -> Node:
         for c in conditions:
             if isinstance(c, dict) and c.get("type") == "Ready":
                 ready = c.get("status") == "True"
+    spec = _dict(obj.get("spec"))
+    taints = tuple(
+        Taint(_str(t.get("key")), _str(t.get("value")), _str(t.get("effect")))
+        for t in map(_dict, _list(spec.get("taints")))
+    )
     return Node(
-        name, labels=labels, ready=ready, unschedulable=_dict(obj.get("spec")).get("unschedulable") is True
+        name,
+        labels=labels,
+        ready=ready,
+        unschedulable=spec.get("unschedulable") is True,
+        taints=taints,
+        allocatable=_resources(_dict(obj.get("status")).get("allocatable"), f"Node {name!r} allocatable"),
     )
 
 
@@ -128,6 +296,7 @@ def pod_from_api(obj: dict[str, Any], where: str = "") -> Pod:
         nominated_node=_str(status.get("nominatedNodeName")),
         gated=bool(spec.get("schedulingGates")),
         annotations=_our_annotations(_dict(meta.get("annotations"))),
+        constraints=pod_constraints(spec, f"Pod {namespace}/{name} "),
         scheduled_reason=reason,
         scheduled_message=message,
     )

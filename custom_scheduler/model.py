@@ -20,13 +20,85 @@ PREEMPT_NEVER = "Never"
 
 
 @dataclass(frozen=True, slots=True)
+class Taint:
+    """A node's taint (`spec.taints`): pods that do not tolerate it keep off (NoSchedule, NoExecute)."""
+
+    key: str
+    value: str = ""
+    effect: str = "NoSchedule"
+
+
+@dataclass(frozen=True, slots=True)
+class Toleration:
+    """A pod's toleration; an empty operator means Equal, an empty key with Exists matches every
+    taint, an empty effect every effect."""
+
+    key: str = ""
+    operator: str = "Equal"
+    value: str = ""
+    effect: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Expression:
+    """One requirement of a node selector term: `key operator values` (In, NotIn, Exists,
+    DoesNotExist, Gt, Lt)."""
+
+    key: str
+    operator: str
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """A node selector term: its label expressions and field expressions, all required."""
+
+    expressions: tuple[Expression, ...] = ()
+    fields: tuple[Expression, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Constraints:
+    """Where a pod may run, as far as the scheduler honours it (SPEC 2).
+
+    `affinity` is None without a required node affinity (then it constrains nothing); `requests`
+    are the pod's effective requests, by resource, in the resource's integer unit (millicores
+    for cpu, bytes for memory, ...). Pods with equal constraints share one evaluation per pass.
+    """
+
+    node_selector: tuple[tuple[str, str], ...] = ()
+    affinity: tuple[Term, ...] | None = None
+    tolerations: tuple[Toleration, ...] = ()
+    requests: tuple[tuple[str, int], ...] = ()
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Hashed once: the pass looks constraints up for every pending pod.
+        object.__setattr__(
+            self, "_hash", hash((self.node_selector, self.affinity, self.tolerations, self.requests))
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
+NO_CONSTRAINTS = Constraints()
+
+
+@dataclass(frozen=True, slots=True)
 class Node:
-    """A node: its name, labels and whether it can take pods at all."""
+    """A node: its name, labels, taints, allocatable resources, and whether it takes pods at all.
+
+    `allocatable` is in the same integer units as `Constraints.requests`; a resource it does not
+    list has none.
+    """
 
     name: str
     labels: Mapping[str, str] = field(default_factory=dict, hash=False)
     ready: bool = True
     unschedulable: bool = False
+    taints: tuple[Taint, ...] = ()
+    allocatable: Mapping[str, int] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +127,7 @@ class Pod:
     gated: bool = False
     # Annotations under ANNOTATION_PREFIX only, values cut short (`convert` bounds them).
     annotations: Mapping[str, str] = field(default_factory=dict, hash=False)
+    constraints: Constraints = NO_CONSTRAINTS
     # What the pod's PodScheduled condition says now, so the shell writes only changes.
     scheduled_reason: str = ""
     scheduled_message: str = ""

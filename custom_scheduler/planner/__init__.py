@@ -16,11 +16,13 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import NamedTuple
 
-from custom_scheduler.model import Bind, Evict, Nominate, Plan, Pod, Snapshot, Unschedulable
+from custom_scheduler.model import Bind, Constraints, Evict, Nominate, Plan, Pod, Snapshot, Unschedulable
+from custom_scheduler.planner.filters import Filters
+from custom_scheduler.planner.matching import match
 from custom_scheduler.planner.nodes import Move, Nodes, NodeState, eligible_nodes
 from custom_scheduler.planner.preemption import Found, Victim, VictimSearch
 from custom_scheduler.planner.priority import PriorityTable
-from custom_scheduler.planner.reasons import Reasons
+from custom_scheduler.planner.reasons import Reasons, Scope
 from custom_scheduler.planner.units import Unit, Workload
 from custom_scheduler.settings import Settings
 
@@ -34,9 +36,10 @@ def plan(snapshot: Snapshot, *, settings: Settings) -> Plan:
     table = PriorityTable.of(snapshot.priority_classes)
     eligibility = eligible_nodes(snapshot.nodes, settings.node_selector)
     workload = Workload.of(snapshot.pods, settings, table)
-    nodes = Nodes(eligibility.names, workload, now=snapshot.now, stuck_after=settings.stuck_after)
+    filters = Filters(eligibility.nodes, workload.others_request, workload.others_on)
+    nodes = Nodes(eligibility.nodes, workload, now=snapshot.now, stuck_after=settings.stuck_after)
     reasons = Reasons(eligibility, nodes, stuck_after=settings.stuck_after)
-    return _Pass(workload, nodes, reasons).run()
+    return _Pass(workload, nodes, filters, reasons).run()
 
 
 class _Slot(NamedTuple):
@@ -47,11 +50,19 @@ class _Slot(NamedTuple):
     waiting: bool
 
 
+class _Where(NamedTuple):
+    """Where a unit's members may run: the nodes each kind of member may use, and all of them."""
+
+    fits: dict[Constraints, int]  # per distinct constraints of its members
+    scope: Scope  # all of them together (None: every eligible node), and why not the others
+    uniform: bool  # one kind of member: no matching needed
+
+
 class _Pass:
     """The pass's decisions so far, and the placing of one unit after another."""
 
-    def __init__(self, workload: Workload, nodes: Nodes, reasons: Reasons) -> None:
-        self.workload, self.nodes, self.reasons = workload, nodes, reasons
+    def __init__(self, workload: Workload, nodes: Nodes, filters: Filters, reasons: Reasons) -> None:
+        self.workload, self.nodes, self.filters, self.reasons = workload, nodes, filters, reasons
         self.search = VictimSearch(nodes, workload)
         self.binds: list[Bind] = []
         self.nominations: list[Nominate] = []
@@ -59,6 +70,8 @@ class _Pass:
         self.unschedulable = {
             key: Unschedulable(key, error, invalid=True) for key, error in workload.invalid.items()
         }
+        self._scopes: dict[Constraints, _Where] = {}
+        self._failed: dict[tuple[object, ...], int] = {}  # see _place
 
     def run(self) -> Plan:
         """Place or reject every unit in pass order; the plan, lists sorted by pod."""
@@ -74,13 +87,51 @@ class _Pass:
             unschedulable=tuple(sorted(self.unschedulable.values(), key=lambda u: u.pod)),
         )
 
+    def _where(self, unit: Unit) -> _Where:
+        """The nodes the unit's members may run on (SPEC 2), shared by units alike."""
+        shared = unit.constraints
+        if shared is not None:
+            where = self._scopes.get(shared)
+            if where is None:
+                fit = self.filters.fit(shared)
+                unfit = tuple((why, bits.bit_count()) for why, bits in fit.unfit)
+                where = _Where({shared: fit.nodes}, Scope(fit.within(), unfit, shared), True)
+                self._scopes[shared] = where
+            return where
+        first = unit.members[0].constraints
+        # Members that differ: the nodes any of them may use; the others counted as the first
+        # member's filters judge them.
+        fits = {pod.constraints: self.filters.fit(pod.constraints) for pod in unit.members}
+        union = 0
+        for fit in fits.values():
+            union |= fit.nodes
+        unfit = tuple(
+            (why, count) for why, bits in fits[first].unfit if (count := (bits & ~union).bit_count())
+        )
+        scope = Scope(union, unfit, tuple(fits))
+        return _Where({c: fit.nodes for c, fit in fits.items()}, scope, False)
+
     def _place(self, unit: Unit) -> None:
         """Its own reserved nodes, then free nodes, then preemption; else it stays pending."""
         nodes = self.nodes
+        where = self._where(unit)
+        within = where.scope.within
+        # Once the nodes are full, unit after unit fails the same way: a unit that holds no node
+        # fails as the last one like it did, until a node changes.
+        alike = (nodes.version, unit.priority, where.scope.key, unit.need, unit.can_preempt)
+        holds = any(pod.key in nodes.reservation for pod in unit.members)
+        if not holds and (can_have := self._failed.get(alike)) is not None:
+            self._reject(unit.members, self.reasons.unit(unit, where.scope, can_have=can_have, own=0))
+            return
         slots: list[_Slot] = []
         rest: list[Pod] = []
         for pod in unit.members:
             node = nodes.reservation.get(pod.key)
+            if node is not None and not where.fits[pod.constraints] >> node & 1:
+                # Its node is no longer one it may run on: it gives the nomination back (SPEC 6).
+                nodes.forget(pod.key)
+                nodes.pass_on(node, ())
+                node = None
             state = nodes.state[node] if node is not None else None
             if node is not None and state in (S.RESERVED_FREE, S.RESERVED_TERMINATING):
                 slots.append(_Slot(pod, node, waiting=state is S.RESERVED_TERMINATING))
@@ -90,26 +141,26 @@ class _Pass:
         required = max(unit.need - len(slots), 0)
 
         # Free nodes first: plain free ones in name order, then those reserved for lower units.
-        free = nodes.first(S.FREE, len(rest))
-        if len(free) < len(rest):
-            free += nodes.reserved_free_below(unit.priority, len(rest) - len(free))
-
+        free = self._free(unit, rest, where)
+        assigned = self._assign(rest, free, where)
         found = Found()
-        if len(free) < required:
-            short = required - len(free)
+        if len(assigned) < required:
+            short = required - len(assigned)
             can_free = 0
             if unit.can_preempt:
-                can_free = nodes.count_running_below(unit.priority)
+                can_free = nodes.count_running_below(unit.priority, within)
                 # A cheap upper bound first: nodes of lower pods, and reservations to take over.
-                if can_free + nodes.reserved() >= short:
-                    found = self.search.find(unit, short)
+                if can_free + nodes.reserved(within) >= short:
+                    found, assigned = self._preempt(unit, rest, free, where, required=required, short=short)
                     can_free = found.count
             if found.count < short:
-                self._fail(unit, slots, len(free) + min(can_free, short - 1))
+                can_have = len(assigned) + min(can_free, short - 1)
+                if not holds:
+                    self._failed[alike] = can_have
+                self._fail(unit, slots, where.scope, can_have)
                 return
 
         # Placed: its own slots, then free nodes, then nodes freed by preemption.
-        assigned = dict(zip(free + found.freed, rest, strict=False))
         placements = [(s.pod, s.node) for s in slots] + [(pod, node) for node, pod in assigned.items()]
         nominate = waiting or bool(found.victims)
         for _, node in placements:
@@ -118,7 +169,7 @@ class _Pass:
         placed = {pod.key for pod, _ in placements}
         left_over = [pod for pod in rest if pod.key not in placed]
         if left_over:
-            self._reject(left_over, self.reasons.beyond_quorum(unit))
+            self._reject(left_over, self.reasons.beyond_quorum(unit, where.scope))
         self._release(unit, keep={node for _, node in placements}, placed=placed)
         names = nodes.names
         if nominate:
@@ -126,6 +177,58 @@ class _Pass:
                 self.nominations.append(Nominate(pod.key, names[node], self._leaving(names[node], evicted)))
         else:
             self.binds.extend(Bind(pod.key, names[node]) for pod, node in placements)
+
+    def _free(self, unit: Unit, rest: list[Pod], where: _Where) -> list[int]:
+        """Free nodes for the members without one, in name order: plain free ones, then, if too
+        few, those reserved for units of strictly lower priority (taken only if it is placed)."""
+        nodes, wanted = self.nodes, len(rest)
+        if where.uniform:
+            within = where.scope.within
+            free = nodes.first(S.FREE, wanted, within)
+            if len(free) < wanted:
+                free += nodes.reserved_free_below(unit.priority, wanted - len(free), within)
+            return free
+        found: set[int] = set()
+        for bits in where.fits.values():
+            free = nodes.first(S.FREE, wanted, bits)
+            if len(free) < wanted:
+                free += nodes.reserved_free_below(unit.priority, wanted - len(free), bits)
+            found.update(free)
+        return sorted(found)
+
+    @staticmethod
+    def _assign(rest: list[Pod], free: list[int], where: _Where) -> dict[int, Pod]:
+        """Which member goes to which node: in order, or, for members that differ, a matching."""
+        if where.uniform:
+            return dict(zip(free, rest, strict=False))
+        return match(rest, free, where.fits)
+
+    def _preempt(
+        self, unit: Unit, rest: list[Pod], free: list[int], where: _Where, *, required: int, short: int
+    ) -> tuple[Found, dict[int, Pod]]:
+        """Victims so that the whole unit fits, and where its members go (SPEC 6)."""
+        search, scope = self.search, where.scope
+        if where.uniform:
+            found = search.find(unit, short, within=scope.within, scope=scope.key)
+            return found, dict(zip(free + found.freed, rest, strict=False))
+        # Members that differ: free more nodes until a matching places the unit, then spare the
+        # victims whose nodes the matching does not use.
+        skip: frozenset[int] = frozenset()
+        while True:
+            wanted = short
+            while True:
+                found = search.find(unit, wanted, within=scope.within, skip=skip)
+                assigned = match(rest, sorted(free + found.freed), where.fits)
+                if len(assigned) >= required or found.count < wanted:
+                    break
+                wanted += 1
+            if len(assigned) < required:
+                found.count = min(found.count, short - 1)
+                return found, assigned
+            unused = frozenset(c for c, freed in found.freed_by.items() if not assigned.keys() & set(freed))
+            if not unused:
+                return found, assigned
+            skip |= unused
 
     def _evict(self, unit: Unit, victims: list[Victim], assigned: dict[int, Pod]) -> set[str]:
         """Commit a preemption: evictions in the plan, gangs' counts, nodes left terminating."""
@@ -169,13 +272,13 @@ class _Pass:
                 if pod.key in placed:
                     self.nodes.pass_on(node, placed)
 
-    def _fail(self, unit: Unit, slots: list[_Slot], can_have: int) -> None:
+    def _fail(self, unit: Unit, slots: list[_Slot], scope: Scope, can_have: int) -> None:
         """The unit cannot be placed whole: none of it is placed (SPEC 4), each member says why.
 
         A nomination is a placement, so a unit that cannot be placed keeps none, even while
         victims leave its nodes; the next pass places it afresh.
         """
-        reason = self.reasons.unit(unit, can_have=can_have + len(slots), own=len(slots))
+        reason = self.reasons.unit(unit, scope, can_have=can_have + len(slots), own=len(slots))
         self._release(unit)
         self._reject(unit.members, reason)
 

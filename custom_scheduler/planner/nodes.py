@@ -91,7 +91,7 @@ STUCK_STATES: Final = frozenset({S.STUCK, S.RESERVED_STUCK})
 class Eligibility(NamedTuple):
     """The snapshot's nodes: the eligible ones in name order, and why the others are not."""
 
-    names: list[str]
+    nodes: list[Node]
     total: int
     not_selected: int  # do not match --node-selector
     not_ready: int
@@ -101,7 +101,7 @@ class Eligibility(NamedTuple):
 def eligible_nodes(nodes: Iterable[Node], selector: Selector) -> Eligibility:
     """SPEC 2: Ready, not cordoned, matching `--node-selector` (one entry per name)."""
     by_name = {n.name: n for n in sorted(nodes, key=lambda n: (n.name, n.ready, n.unschedulable))}
-    names: list[str] = []
+    eligible: list[Node] = []
     not_selected = not_ready = cordoned = 0
     for n in by_name.values():
         if selector.requirements and not selector.matches(n.labels):
@@ -111,8 +111,8 @@ def eligible_nodes(nodes: Iterable[Node], selector: Selector) -> Eligibility:
         elif n.unschedulable:
             cordoned += 1
         else:
-            names.append(n.name)
-    return Eligibility(names, len(by_name), not_selected, not_ready, cordoned)
+            eligible.append(n)
+    return Eligibility(eligible, len(by_name), not_selected, not_ready, cordoned)
 
 
 class Holder(NamedTuple):
@@ -137,8 +137,8 @@ class Nodes:
     """The eligible nodes' states and reservations, changed only through `move` and the
     reservation methods."""
 
-    def __init__(self, names: list[str], workload: Workload, *, now: float, stuck_after: float) -> None:
-        self.names = names
+    def __init__(self, nodes: list[Node], workload: Workload, *, now: float, stuck_after: float) -> None:
+        names = self.names = [n.name for n in nodes]
         self.index = {name: i for i, name in enumerate(names)}
         self.state: list[NodeState] = []
         self.bits = [0] * len(NodeState)  # by state: the nodes in it
@@ -215,15 +215,18 @@ class Nodes:
         if move is not M.VACATE:
             self.holder.pop(node, None)
 
-    def count(self, *states: NodeState) -> int:
-        """How many nodes are in any of these states."""
-        counts = self.counts
-        return sum(counts[s] for s in states)
+    def count(self, *states: NodeState, within: int | None = None) -> int:
+        """How many nodes are in any of these states (of those `within`, a bit set; None: all)."""
+        if within is None:
+            counts = self.counts
+            return sum(counts[s] for s in states)
+        bits = self.bits
+        return sum((bits[s] & within).bit_count() for s in states)
 
-    def first(self, state: NodeState, count: int) -> list[int]:
-        """Up to `count` nodes in this state, in name order."""
+    def first(self, state: NodeState, count: int, within: int | None = None) -> list[int]:
+        """Up to `count` nodes in this state (of those `within`), in name order."""
         found: list[int] = []
-        bits = self.bits[state]
+        bits = self.bits[state] if within is None else self.bits[state] & within
         while bits and len(found) < count:
             low = bits & -bits
             found.append(low.bit_length() - 1)
@@ -234,9 +237,10 @@ class Nodes:
         """Running, unreserved nodes whose pods all have a protected priority below `priority`."""
         return self._running_below(priority)[0]
 
-    def count_running_below(self, priority: int) -> int:
-        """How many nodes `running_below` holds."""
-        return self._running_below(priority)[1]
+    def count_running_below(self, priority: int, within: int | None = None) -> int:
+        """How many nodes `running_below` holds (of those `within`)."""
+        below = self._running_below(priority)
+        return below[1] if within is None else (below[0] & within).bit_count()
 
     def _running_below(self, priority: int) -> tuple[int, int]:
         below = self._below.get(priority)
@@ -248,8 +252,10 @@ class Nodes:
             below = self._below[priority] = (bits, bits.bit_count())
         return below
 
-    def reserved(self) -> int:
-        """Nodes held by a nominee."""
+    def reserved(self, within: int | None = None) -> int:
+        """Nodes held by a nominee (of those `within`)."""
+        if within is not None:
+            return self.count(*RESERVED_STATES, within=within)
         counts = self.counts
         return (
             counts[S.RESERVED_FREE]
@@ -269,8 +275,11 @@ class Nodes:
         holder = self.holder.get(node)
         return holder is None or unit.priority > holder.priority or holder.unit is unit
 
-    def reserved_free_below(self, priority: int, count: int) -> list[int]:
-        """Up to `count` free nodes reserved for units of strictly lower priority, in name order."""
+    def reserved_free_below(self, priority: int, count: int, within: int | None = None) -> list[int]:
+        """Up to `count` free nodes reserved for units of strictly lower priority (of those
+        `within`), in name order."""
+        if within is not None:
+            return [n for n in self.reserved_free_below(priority, len(self.names)) if within >> n & 1][:count]
         found = self._reserved_free.get(priority)
         if found is None:
             found = []

@@ -30,11 +30,13 @@ class Victim(NamedTuple):
 @dataclass(slots=True)
 class Found:
     """The nodes a search freed for the unit and the pods it evicts for them; or, when it found
-    too few, only how many (`count`)."""
+    too few, only how many (`count`). `freed_by` says which nodes each chosen node's eviction
+    freed (a gang evicted whole frees several)."""
 
     freed: list[int] = field(default_factory=list)
     victims: list[Victim] = field(default_factory=list)
     count: int = 0
+    freed_by: dict[int, list[int]] = field(default_factory=dict)
 
 
 class VictimSearch:
@@ -51,7 +53,7 @@ class VictimSearch:
         self._by_name: dict[int, list[Pod]] = {}  # a gang's occupying members by name, sorted once
         # (nodes.version, priority) -> nodes a search freed before running out of candidates: a
         # unit of that priority that holds no reservation can free no more, until a node changes.
-        self._exhausted: dict[tuple[int, int], int] = {}
+        self._exhausted: dict[tuple[int, int, object], int] = {}
 
     def _live_from(self, start: int) -> int:
         """The first candidate from `start` on whose node still runs, skipping dead ones for good."""
@@ -69,14 +71,24 @@ class VictimSearch:
             self.next_live[skipped] = index
         return index
 
-    def find(self, unit: Unit, short: int) -> Found:
-        """Victims in victim order until `short` nodes are free for the unit (fewer if it can't).
+    def find(
+        self,
+        unit: Unit,
+        short: int,
+        *,
+        within: int | None = None,
+        scope: object = None,
+        skip: frozenset[int] = frozenset(),
+    ) -> Found:
+        """Victims in victim order until `short` nodes the unit may use (`within`; None: any)
+        are free, fewer if it can't; not choosing the nodes in `skip`. Units of one priority and
+        `scope` (a key for `within`) share what a search that ran out of candidates found.
 
         When it cannot, the victims are of no use, and only how many nodes it found counts.
         """
         nodes, workload = self.nodes, self.workload
-        holds = any(pod.key in nodes.reservation for pod in unit.members)
-        moment = (nodes.version, unit.priority)
+        holds = skip or scope is None or any(pod.key in nodes.reservation for pod in unit.members)
+        moment = (nodes.version, unit.priority, scope)
         if not holds and (can := self._exhausted.get(moment)) is not None and can < short:
             return Found(count=can)
         chosen: set[str] = set()  # pod keys
@@ -90,17 +102,23 @@ class VictimSearch:
             if level >= unit.priority:
                 break
             index = self._live_from(index + 1)
-            if node in freed or not nodes.usable(node, unit):
+            if node in freed or node in skip or not nodes.usable(node, unit):
                 continue
+            if within is not None and not within >> node & 1:
+                continue  # it could not run there: nobody is evicted from it for it (SPEC 6)
             group = self._eviction_group(workload.occupants[nodes.names[node]], chosen, taken_from, closed)
             found.victims += [Victim(pod, node) for pod in group]
             others = {nodes.index.get(p.node_name) for p in group} - {node, None}
+            found.freed_by[node] = []
             for other in [node, *sorted(o for o in others if o is not None)]:
                 if other in freed or nodes.state[other] in STUCK_STATES or not nodes.usable(other, unit):
                     continue  # a node with a stuck pod is never used, even once its other pods go
+                if within is not None and not within >> other & 1:
+                    continue
                 occupants = workload.occupants[nodes.names[other]]
                 if all(o.key in chosen or o.deleting for o in occupants):
                     found.freed.append(other)
+                    found.freed_by[node].append(other)
                     freed.add(other)
         found.count = len(found.freed)
         if found.count < short and not holds:

@@ -19,6 +19,7 @@ from custom_scheduler.model import (
     GROUP_NAME,
     MIN_AVAILABLE,
     PREEMPT_NEVER,
+    Constraints,
     Pod,
 )
 from custom_scheduler.planner.priority import PriorityTable, effective_priority, preemption_policy
@@ -151,6 +152,8 @@ class Unit:
     members: list[Pod]
     can_preempt: bool
     gang: Gang | None
+    # The constraints all its members share, or None when they differ (SPEC 4: a matching).
+    constraints: Constraints | None
 
     @property
     def need(self) -> int:
@@ -169,6 +172,10 @@ class Workload:
     units: list[Unit]  # in pass order
     unit_of: dict[str, Unit]  # pending pod key -> its unit
     invalid: dict[str, str]  # pending pod key -> what is wrong with its annotations
+    # What pods that are not ours (DaemonSets, system pods) take on each node, by node name: the
+    # resources they request, and how many they are.
+    others_request: dict[str, dict[str, int]]
+    others_on: dict[str, int]
 
     @classmethod
     def of(cls, pods: Iterable[Pod], settings: Settings, table: PriorityTable) -> Workload:
@@ -180,8 +187,16 @@ class Workload:
         gangs: dict[tuple[str, str], Gang] = {}
         invalid: dict[str, str] = {}
         singles: list[Pod] = []
+        others_request: dict[str, dict[str, int]] = {}
+        others_on: dict[str, int] = {}
         for pod in pods:
             if pod.scheduler_name != scheduler or (namespace is not None and pod.namespace != namespace):
+                if pod.node_name and pod.phase not in FINISHED:
+                    others_on[pod.node_name] = others_on.get(pod.node_name, 0) + 1
+                    if pod.constraints.requests:
+                        taken = others_request.setdefault(pod.node_name, {})
+                        for resource, amount in pod.constraints.requests:
+                            taken[resource] = taken.get(resource, 0) + amount
                 continue
             if pod.node_name:
                 if pod.phase in FINISHED:
@@ -220,7 +235,7 @@ class Workload:
             gang.priority = max(priority[p.key] for p in (*gang.pending, *gang.occupying))
         units = _units(singles, gangs.values(), priority, table)
         unit_of = {p.key: unit for unit in units for p in unit.members}
-        return cls(priority, occupants, gang_of, units, unit_of, invalid)
+        return cls(priority, occupants, gang_of, units, unit_of, invalid, others_request, others_on)
 
     def protected(self, pod: Pod) -> int:
         """A pod's priority as a victim: its gang's priority, or its own (SPEC 4)."""
@@ -242,6 +257,7 @@ def _units(
                 members=[pod],
                 can_preempt=preemption_policy(pod, table) != PREEMPT_NEVER,
                 gang=None,
+                constraints=pod.constraints,
             )
         )
     for gang in gangs:
@@ -255,6 +271,9 @@ def _units(
                 members=members,
                 can_preempt=all(preemption_policy(p, table) != PREEMPT_NEVER for p in members),
                 gang=gang,
+                constraints=members[0].constraints
+                if all(p.constraints is members[0].constraints for p in members)
+                else None,
             )
         )
     units.sort(key=lambda u: u.order)

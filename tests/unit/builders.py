@@ -5,13 +5,16 @@ from __future__ import annotations
 from custom_scheduler.model import (
     GROUP_NAME,
     MIN_AVAILABLE,
+    NO_CONSTRAINTS,
     Bind,
+    Constraints,
     Evict,
     Node,
     Nominate,
     Pod,
     PriorityClass,
     Snapshot,
+    Taint,
     Unschedulable,
 )
 
@@ -19,10 +22,23 @@ NS = "default"
 
 
 def node(
-    name: str, *, ready: bool = True, cordoned: bool = False, labels: dict[str, str] | None = None
+    name: str,
+    *,
+    ready: bool = True,
+    cordoned: bool = False,
+    labels: dict[str, str] | None = None,
+    taints: tuple[Taint, ...] = (),
+    allocatable: dict[str, int] | None = None,
 ) -> Node:
     """A node; Ready and schedulable unless told otherwise."""
-    return Node(name, labels=labels or {}, ready=ready, unschedulable=cordoned)
+    return Node(
+        name,
+        labels=labels or {},
+        ready=ready,
+        unschedulable=cordoned,
+        taints=taints,
+        allocatable=allocatable or {},
+    )
 
 
 def _annotations(gang: str | None, min_available: str | int | None) -> dict[str, str]:
@@ -52,11 +68,12 @@ def pod(
     gated: bool = False,
     scheduler: str = "custom-scheduler",
     annotations: dict[str, str] | None = None,
+    where: Constraints = NO_CONSTRAINTS,
 ) -> Pod:
     """A pod of ours: pending, or bound to `on` (Running unless `phase` says otherwise).
 
     `deleted_at` sets its deletionTimestamp (and makes it terminating); `annotations` add to the
-    gang's.
+    gang's; `where` says where it may run (selector, affinity, tolerations, requests).
     """
     return Pod(
         namespace=ns,
@@ -74,6 +91,7 @@ def pod(
         nominated_node=nominated,
         gated=gated,
         annotations=_annotations(gang, min_available) | (annotations or {}),
+        constraints=where,
     )
 
 

@@ -30,12 +30,18 @@ from custom_scheduler.model import (
     ANNOTATION_PREFIX,
     GROUP_NAME,
     MIN_AVAILABLE,
+    NO_CONSTRAINTS,
     PREEMPT_LOWER,
     PREEMPT_NEVER,
+    Constraints,
+    Expression,
     Node,
     Pod,
     PriorityClass,
     Snapshot,
+    Taint,
+    Term,
+    Toleration,
 )
 from custom_scheduler.settings import Settings, parse_selector
 
@@ -165,12 +171,39 @@ def _annotations(src: Source, *, may_be_invalid: bool) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class NodeChoice:
-    """What was chosen for one node."""
+    """What was chosen for one node: its pool, gpu label, readiness, cordon, taint (one of
+    TAINTS' keys, "" for none) and gpus allocatable (-1: the node lists no allocatable at all)."""
 
     pool: str
     gpu: bool
     ready: bool
     cordoned: bool
+    taint: str = ""
+    gpus: int = 0
+
+
+GPU = "nvidia.com/gpu"
+# Where a pod may run (SPEC 2, v2): what nodes and pods may carry, simplest first.
+TAINTS = {
+    "dedicated": Taint("dedicated", "ml", "NoSchedule"),
+    "control-plane": Taint("node-role.kubernetes.io/control-plane", "", "NoSchedule"),
+    "soft": Taint("spot", "yes", "PreferNoSchedule"),  # a preference only: ignored
+    "noexecute": Taint("dedicated", "batch", "NoExecute"),
+}
+PLACEMENT = {
+    "": NO_CONSTRAINTS,
+    "pool-a": Constraints(node_selector=(("pool", "a"),)),
+    "gpu-node": Constraints(affinity=(Term((Expression("gpu", "Exists"),)),)),
+    "not-pool-a": Constraints(affinity=(Term((Expression("pool", "NotIn", ("a",)),)),)),
+    "ml": Constraints(tolerations=(Toleration("dedicated", "Equal", "ml", "NoSchedule"),)),
+    "anywhere": Constraints(tolerations=(Toleration(operator="Exists"),)),
+    "4-gpus": Constraints(requests=((GPU, 4),)),
+    "8-gpus-ml": Constraints(
+        tolerations=(Toleration("dedicated", "Exists", "", ""),), requests=((GPU, 8), ("cpu", 1000))
+    ),
+    "cpu": Constraints(requests=(("cpu", 4000),)),
+}
+PLACEMENT_WEIGHTS = (20, 3, 2, 2, 2, 1, 2, 2, 2)
 
 
 @dataclass(frozen=True)
@@ -194,11 +227,19 @@ class PodChoice:
     annotations: dict[str, str]
     nominate: str
     nominate_at: int
+    placement: str = ""  # a key of PLACEMENT
 
 
 def node_choice(src: Source) -> NodeChoice:
-    """One node: pool a or b, sometimes a gpu label, sometimes NotReady or cordoned."""
-    return NodeChoice(src.choice(("a", "b")), src.chance(15), not src.chance(10), src.chance(10))
+    """One node: pool a or b, sometimes a gpu label, NotReady, cordoned, tainted, with gpus."""
+    return NodeChoice(
+        src.choice(("a", "b")),
+        src.chance(15),
+        not src.chance(10),
+        src.chance(10),
+        src.choice(("", *TAINTS), (16, 2, 1, 1, 1)),
+        src.choice((0, 4, 8, -1), (5, 2, 2, 1)),
+    )
 
 
 def pod_choice(src: Source, span: int = 16) -> PodChoice:
@@ -228,6 +269,7 @@ def pod_choice(src: Source, span: int = 16) -> PodChoice:
         annotations=_annotations(src, may_be_invalid=state not in ON_A_NODE),
         nominate=nominate,
         nominate_at=src.integer(0, span - 1) if nominate else 0,
+        placement=src.choice(tuple(PLACEMENT), PLACEMENT_WEIGHTS),
     )
 
 
@@ -253,6 +295,8 @@ def assemble(
             labels={"pool": c.pool} | ({"gpu": "yes"} if c.gpu else {}),
             ready=c.ready,
             unschedulable=c.cordoned,
+            taints=(TAINTS[c.taint],) if c.taint else (),
+            allocatable={} if c.gpus < 0 else {"cpu": 8000, "pods": 6} | ({GPU: c.gpus} if c.gpus else {}),
         )
         for i, c in enumerate(node_choices)
     ]
@@ -293,6 +337,7 @@ def assemble(
                 priority_class=c.priority_class,
                 preemption_policy=c.policy,
                 annotations=c.annotations if state not in ON_A_NODE or c.annotations.get(GROUP_NAME) else {},
+                constraints=PLACEMENT[c.placement],
             )
         )
     # Nominations: to a node holding a terminating pod (the usual case: a preemptor waiting for
@@ -410,6 +455,8 @@ def describe(snapshot: Snapshot) -> str:
     ]
     for n in snapshot.nodes:
         flags = ("" if n.ready else " NotReady") + (" cordoned" if n.unschedulable else "")
+        flags += "".join(f" taint={t.key}={t.value}:{t.effect}" for t in n.taints)
+        flags += f" allocatable={dict(n.allocatable)}" if n.allocatable else ""
         lines.append(f"node {n.name} {dict(n.labels)}{flags}")
     for p in snapshot.pods:
         parts = [f"pod {p.key}", p.phase]
@@ -430,5 +477,10 @@ def describe(snapshot: Snapshot) -> str:
         parts.append(f"created={p.creation:g}")
         for k, v in p.annotations.items():
             parts.append(f"{k.rsplit('/', 1)[-1]}={v!r}")
+        if p.gated:
+            parts.append("gated")
+        placement = next((name for name, c in PLACEMENT.items() if c == p.constraints), None)
+        if placement:
+            parts.append(f"placement={placement}")
         lines.append(" ".join(parts))
     return "\n".join(lines)

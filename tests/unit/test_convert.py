@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import datetime
 import json
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,16 @@ from custom_scheduler.model import (
     ANNOTATION_PREFIX,
     GROUP_NAME,
     MIN_AVAILABLE,
+    NO_CONSTRAINTS,
+    Constraints,
+    Expression,
     Node,
     Pod,
     PriorityClass,
     Snapshot,
+    Taint,
+    Term,
+    Toleration,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -217,6 +224,10 @@ def test_a_kubectl_pod_keeps_only_what_scheduling_needs() -> None:
         annotations={GROUP_NAME: "train", MIN_AVAILABLE: "2"},
         scheduled_reason="Unschedulable",
         scheduled_message="gang ml/train needs 2 nodes, 1 can be had",
+        constraints=Constraints(
+            tolerations=(Toleration("node.kubernetes.io/not-ready", "Exists", "", "NoExecute"),),
+            requests=(("cpu", 100),),
+        ),
     )
     assert pod.key == "ml/train-x7k2p"
     assert dict(pod.annotations) == {GROUP_NAME: "train", MIN_AVAILABLE: "2"}, "the cache stays slim"
@@ -475,7 +486,174 @@ def _get(obj: dict[str, Any], path: str) -> Any:
 
 def test_a_kubectl_node() -> None:
     labels = {"kubernetes.io/hostname": "n1", "kubernetes.io/os": "linux", "pool": "gpu"}
-    assert convert.node_from_api(KUBECTL_NODE) == Node("n1", labels=labels, ready=True, unschedulable=True)
+    assert convert.node_from_api(KUBECTL_NODE) == Node(
+        "n1",
+        labels=labels,
+        ready=True,
+        unschedulable=True,
+        taints=(Taint("node.kubernetes.io/unschedulable", "", "NoSchedule"),),
+        allocatable={"cpu": 32_000, "memory": 256 * 2**30, "pods": 110},
+    )
+
+
+# Kubernetes' quantities, as its resource.Quantity reads them.
+@pytest.mark.parametrize(
+    ("text", "exact"),
+    [
+        ("1", Fraction(1)),
+        ("500m", Fraction(1, 2)),
+        ("0.5", Fraction(1, 2)),
+        (".5", Fraction(1, 2)),
+        ("1.", Fraction(1)),
+        ("2Ki", Fraction(2048)),
+        ("1Mi", Fraction(2**20)),
+        ("2Gi", Fraction(2 * 2**30)),
+        ("1Ti", Fraction(2**40)),
+        ("1Pi", Fraction(2**50)),
+        ("1Ei", Fraction(2**60)),
+        ("250n", Fraction(250, 10**9)),
+        ("7u", Fraction(7, 10**6)),
+        ("3k", Fraction(3000)),
+        ("1M", Fraction(10**6)),
+        ("1G", Fraction(10**9)),
+        ("1T", Fraction(10**12)),
+        ("1P", Fraction(10**15)),
+        ("1E", Fraction(10**18)),
+        ("1e3", Fraction(1000)),
+        ("1E3", Fraction(1000)),
+        ("12e-1", Fraction(6, 5)),
+        ("+4", Fraction(4)),
+        (" 8 ", Fraction(8)),
+    ],
+)
+def test_quantities(text: str, exact: Fraction) -> None:
+    assert convert.parse_quantity(text) == exact
+
+
+@pytest.mark.parametrize("text", ["", "m", "1.2.3", "1mi", "1 Gi", "1KiB", "abc", "1e", "x" * 100, "1e999"])
+def test_not_quantities(text: str) -> None:
+    with pytest.raises(ValueError):
+        convert.parse_quantity(text)
+
+
+@pytest.mark.parametrize(
+    ("resource", "text", "amount"),
+    [
+        ("cpu", "1", 1000),
+        ("cpu", "100m", 100),
+        ("cpu", "0.0001", 1),  # rounded up to a millicore, as kube-scheduler's MilliValue
+        ("memory", "1Gi", 2**30),
+        ("memory", "0.5", 1),  # rounded up to a byte, as Value
+        ("nvidia.com/gpu", "8", 8),
+        ("ephemeral-storage", "1e3", 1000),
+    ],
+)
+def test_amounts_in_the_units_the_filter_compares(resource: str, text: str, amount: int) -> None:
+    assert convert.amount(resource, convert.parse_quantity(text)) == amount
+
+
+def _containers(*requests: dict[str, str], restart: str | None = None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for i, r in enumerate(requests):
+        container: dict[str, Any] = {"name": f"c{i}", "resources": {"requests": r}}
+        if restart:
+            container["restartPolicy"] = restart
+        out.append(container)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({}, {}),
+        (
+            {"containers": _containers({"cpu": "1"}, {"cpu": "500m", "memory": "1Gi"})},
+            {"cpu": 1500, "memory": 2**30},
+        ),
+        # The largest init container, if larger than the containers' sum.
+        (
+            {
+                "containers": _containers({"cpu": "1"}),
+                "initContainers": _containers({"cpu": "2"}, {"memory": "1Gi"}),
+            },
+            {"cpu": 2000, "memory": 2**30},
+        ),
+        # Overhead is added on top.
+        ({"containers": _containers({"cpu": "1"}), "overhead": {"cpu": "250m"}}, {"cpu": 1250}),
+        # A sidecar (an init container that keeps running) adds to the containers and to the
+        # init containers that start after it.
+        (
+            {
+                "containers": _containers({"cpu": "1"}),
+                "initContainers": [
+                    *_containers({"cpu": "500m"}, restart="Always"),
+                    *_containers({"cpu": "2"}),
+                ],
+            },
+            {"cpu": 2500},
+        ),
+        # Pod-level requests replace the containers' for cpu and memory.
+        (
+            {
+                "containers": _containers({"cpu": "4", "nvidia.com/gpu": "1"}),
+                "resources": {"requests": {"cpu": "2"}},
+            },
+            {"cpu": 2000, "nvidia.com/gpu": 1},
+        ),
+        # A zero request is no request.
+        ({"containers": _containers({"cpu": "0"})}, {}),
+    ],
+)
+def test_effective_requests(spec: dict[str, Any], expected: dict[str, int]) -> None:
+    assert convert.pod_requests(spec, "pod ") == expected
+
+
+def test_a_bad_quantity_names_the_pod_and_the_resource() -> None:
+    obj = with_(KUBECTL_POD, "spec.containers", _containers({"cpu": "lots"}))
+    with pytest.raises(ConvertError, match=r"Pod ml/train-x7k2p request cpu: 'lots' is not a quantity"):
+        convert.pod_from_api(obj)
+
+
+def test_where_a_pod_may_run() -> None:
+    spec = {
+        "nodeSelector": {"pool": "gpu", "zone": "a"},
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {"key": "gpu", "operator": "In", "values": ["h100", "a100"]}
+                            ],
+                            "matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["n9"]}],
+                        },
+                        {"matchExpressions": [{"key": "big", "operator": "Exists"}]},
+                    ]
+                },
+                "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1, "preference": {}}],
+            }
+        },
+        "tolerations": [{"key": "dedicated", "value": "ml", "effect": "NoSchedule"}, {"operator": "Exists"}],
+    }
+    constraints = convert.pod_constraints(spec, "pod ")
+    assert constraints == Constraints(
+        node_selector=(("pool", "gpu"), ("zone", "a")),
+        affinity=(
+            Term(
+                (Expression("gpu", "In", ("h100", "a100")),),
+                (Expression("metadata.name", "NotIn", ("n9",)),),
+            ),
+            Term((Expression("big", "Exists"),)),
+        ),
+        tolerations=(Toleration("dedicated", "Equal", "ml", "NoSchedule"), Toleration(operator="Exists")),
+    )
+    assert convert.pod_constraints(spec, "pod ") is constraints, "equal constraints are one object"
+    assert convert.pod_constraints({}, "pod ") is NO_CONSTRAINTS
+    # Only a required affinity constrains; preferred ones are ignored.
+    preferred: dict[str, Any] = {
+        "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}}
+    }
+    assert convert.pod_constraints(preferred, "pod ") is NO_CONSTRAINTS
 
 
 @pytest.mark.parametrize(

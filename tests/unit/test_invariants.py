@@ -23,9 +23,13 @@ from custom_scheduler.model import (
     GROUP_NAME,
     MIN_AVAILABLE,
     PREEMPT_NEVER,
+    Node,
     Plan,
     Pod,
     Snapshot,
+    Taint,
+    Term,
+    Toleration,
 )
 from custom_scheduler.planner import plan
 from custom_scheduler.settings import Settings
@@ -46,6 +50,10 @@ INV6 = (
     "ahead of it took that node"
 )
 ACCOUNTED = "every pending pod gets exactly one outcome (bind, nomination or a reason), and only they do"
+INV7 = (
+    "SPEC 9.7: no pod is bound or nominated to a node that is not feasible for it, and no pod is "
+    "evicted for a preemptor that could not run on its node"
+)
 INTEGRITY = "SPEC 6: a gang is never left broken (gang integrity)"
 RESERVED = (
     "SPEC 6: a nominated node is reserved: only its nominee, or a unit of strictly higher priority, "
@@ -82,6 +90,11 @@ class View:
         self.on_node: dict[str, list[Pod]] = defaultdict(list)
         for p in self.occupying.values():
             self.on_node[p.node_name].append(p)
+        # SPEC 2 (v2): what pods that are not ours request on each node.
+        self.others: dict[str, list[Pod]] = defaultdict(list)
+        for p in snapshot.pods:
+            if p.key not in self.managed and p.node_name and p.phase not in ("Succeeded", "Failed"):
+                self.others[p.node_name].append(p)
         # SPEC 3.
         self.classes = {c.name: c for c in snapshot.priority_classes}
         self.default = next((c.value for c in snapshot.priority_classes if c.global_default), 0)
@@ -124,6 +137,28 @@ class View:
             return GROUP_NAME
         return None
 
+    def feasible(self, pod: Pod, node_name: str) -> bool:
+        """SPEC 2 (v2): an eligible node where the pod may run, by kube-scheduler's filters."""
+        node = self.nodes.get(node_name)
+        if node is None or node_name not in self.eligible:
+            return False
+        c = pod.constraints
+        for taint in node.taints:
+            if taint.effect in ("NoSchedule", "NoExecute") and not any(
+                _tolerates(t, taint) for t in c.tolerations
+            ):
+                return False
+        if any(node.labels.get(key) != value for key, value in c.node_selector):
+            return False
+        if c.affinity is not None and not any(_term_holds(term, node) for term in c.affinity):
+            return False
+        others = self.others.get(node_name, [])
+        for resource, amount in c.requests:
+            used = sum(dict(o.constraints.requests).get(resource, 0) for o in others)
+            if amount > node.allocatable.get(resource, 0) - used:
+                return False
+        return "pods" not in node.allocatable or len(others) + 1 <= node.allocatable["pods"]
+
     def gang_of(self, pod: Pod) -> tuple[str, str] | None:
         """(namespace, group-name) of a valid gang member, else None."""
         if self.invalid(pod) is None and pod.annotations.get(GROUP_NAME):
@@ -155,6 +190,39 @@ class View:
         gang = self.gang_of(pod)
         members = [pod] if gang is None else [m for m in self.gangs[gang] if m.key in self.pending]
         return not any(self.never(m) for m in members)
+
+
+def _tolerates(toleration: Toleration, taint: Taint) -> bool:
+    """SPEC 2: Kubernetes' matching rules for a toleration and a taint."""
+    if toleration.effect not in ("", taint.effect) or toleration.key not in ("", taint.key):
+        return False
+    if toleration.operator == "Exists":
+        return True
+    return toleration.operator in ("", "Equal") and toleration.value == taint.value
+
+
+def _term_holds(term: Term, node: Node) -> bool:
+    """SPEC 2: a node selector term: every expression holds (and it has one)."""
+    if not term.expressions and not term.fields:
+        return False
+    for e in term.expressions:
+        value = node.labels.get(e.key)
+        ok = {
+            "In": value is not None and value in e.values,
+            "NotIn": value is None or value not in e.values,
+            "Exists": value is not None,
+            "DoesNotExist": value is None,
+        }.get(e.operator)
+        if e.operator in ("Gt", "Lt"):
+            ok = False
+            if value is not None and value.lstrip("-").isdigit() and len(e.values) == 1:
+                bound = int(e.values[0])
+                ok = int(value) > bound if e.operator == "Gt" else int(value) < bound
+        if not ok:
+            return False
+    return all(
+        e.key == "metadata.name" and (node.name in e.values) == (e.operator == "In") for e in term.fields
+    )
 
 
 def _placements(result: Plan) -> dict[str, str]:
@@ -278,6 +346,24 @@ def check_evictions_justified(snapshot: Snapshot, result: Plan, scope: Settings)
     return problems
 
 
+def check_feasible(snapshot: Snapshot, result: Plan, scope: Settings) -> list[str]:
+    """SPEC 9.7: binds and nominations go to nodes feasible for their pod; an eviction frees a node
+    feasible for the nominee of the preemptor's unit placed there (SPEC 9.3 checks that one is)."""
+    view, problems = View(snapshot, scope), list[str]()
+    for pod, node in sorted(_placements(result).items()):
+        placed = view.pending.get(pod)
+        if placed is not None and not view.feasible(placed, node):
+            problems.append(f"{INV7}: {pod} is placed on {node}, which is not feasible for it")
+    nominees = {n.node: n.pod for n in result.nominations}
+    for e in result.evictions:
+        nominee = view.pending.get(nominees.get(e.node, ""))
+        if nominee is not None and not view.feasible(nominee, e.node):
+            problems.append(
+                f"{INV7}: {e.pod} is evicted from {e.node} for {nominee.key}, which cannot run there"
+            )
+    return problems
+
+
 def check_gang_integrity(snapshot: Snapshot, result: Plan, scope: Settings) -> list[str]:
     """SPEC 6: if a running gang loses a member, it keeps its min-available or loses every member."""
     view, problems = View(snapshot, scope), list[str]()
@@ -317,6 +403,8 @@ def check_reservations(snapshot: Snapshot, result: Plan, scope: Settings) -> lis
         gang = view.gang_of(pod)
         if gang is not None and len(view.gangs[gang]) < view.min_available(gang):
             continue
+        if not view.feasible(pod, pod.nominated_node):
+            continue  # SPEC 6: it gives back a node it can no longer run on
         holders[pod.nominated_node].append(pod)
     for key, node in sorted(placed.items()):
         user = view.pending.get(key)
@@ -412,9 +500,11 @@ def check_work_conserving(snapshot: Snapshot, result: Plan, scope: Settings) -> 
             continue
         if pod.nominated_node in view.eligible:
             continue
-        problems.append(
-            f"{INV6}: {u.pod} stays pending ({u.reason!r}) while eligible node(s) {free} are free"
-        )
+        fits = [n for n in free if view.feasible(pod, n)]
+        if fits:
+            problems.append(
+                f"{INV6}: {u.pod} stays pending ({u.reason!r}) while feasible node(s) {fits} are free"
+            )
     return problems
 
 
@@ -525,6 +615,7 @@ PASS_CHECKS: tuple[Callable[[Snapshot, Plan, Settings], list[str]], ...] = (
     check_reservations,
     check_work_conserving,
     check_accounted,
+    check_feasible,
 )
 
 
@@ -628,6 +719,15 @@ def test_applying_a_plan_and_planning_again_binds_the_nominees(snapshot: Snapsho
     second = plan(after, settings=scope)
     _holds(check_replan(snapshot, first, second, scope), after, second)
     _holds(check_pass(after, second, scope), after, second)
+
+
+@INVARIANTS
+@given(snapshots(), scopes())
+def test_nothing_is_placed_or_evicted_where_its_pod_could_not_run(
+    snapshot: Snapshot, scope: Settings
+) -> None:
+    result = plan(snapshot, settings=scope)
+    _holds(check_feasible(snapshot, result, scope), snapshot, result)
 
 
 @INVARIANTS

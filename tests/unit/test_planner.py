@@ -12,10 +12,13 @@ from custom_scheduler.model import (
     GROUP_NAME,
     MIN_AVAILABLE,
     Bind,
+    Constraints,
     Evict,
     Nominate,
     Plan,
     Snapshot,
+    Taint,
+    Toleration,
     Unschedulable,
 )
 from custom_scheduler.planner import plan
@@ -32,6 +35,14 @@ from tests.unit.builders import (
 )
 
 HIGHER = "hold a pod of equal or higher priority"
+GPU = "nvidia.com/gpu"
+CONTROL_PLANE = Taint("node-role.kubernetes.io/control-plane", "", "NoSchedule")
+TAINTED = "node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }"
+ANY = Toleration(operator="Exists")
+POOL_A = Constraints(node_selector=(("pool", "a"),))
+POOL_B = Constraints(node_selector=(("pool", "b"),))
+GPUS = Constraints(requests=((GPU, 8),))
+EIGHT_GPUS = Constraints(node_selector=(("pool", "gpu"),), requests=((GPU, 8),))
 BAD_MIN = "is invalid: it must be a positive integer of at most 9 digits"
 
 
@@ -191,7 +202,7 @@ CASES = [
                 unsched(
                     "b",
                     avail(
-                        3, f"1 node(s) {HIGHER}", "1 node(s) were not ready", "1 node(s) were unschedulable"
+                        3, "1 node(s) were not ready", "1 node(s) were unschedulable", f"1 node(s) {HIGHER}"
                     ),
                 )
             ],
@@ -634,6 +645,144 @@ CASES = [
         snap(node("n1"), pod("gated", priority=100, gated=True, nominated="n1"), pod("open")),
         P(binds=[bind("open", "n1")]),
     ),
+    # --- Where a pod may run (SPEC 2, v2) ---------------------------------------------------------
+    Case(
+        "a pod takes the first free node feasible for it",
+        snap(node("n1", labels={"pool": "b"}), node("n2", labels={"pool": "a"}), pod("a", where=POOL_A)),
+        P(binds=[bind("a", "n2")]),
+    ),
+    Case(
+        "the control plane's taint keeps our pods off it, and the reason says so",
+        snap(node("cp", taints=(CONTROL_PLANE,)), pod("a")),
+        P(unschedulable=[unsched("a", avail(1, f"1 {TAINTED}"))]),
+    ),
+    Case(
+        "a toleration lets a pod onto a tainted node",
+        snap(node("cp", taints=(CONTROL_PLANE,)), pod("a", where=Constraints(tolerations=(ANY,)))),
+        P(binds=[bind("a", "cp")]),
+    ),
+    Case(
+        "SPEC 2's reason: counted by cause, in the order the filters judge",
+        snap(
+            node("cp", taints=(CONTROL_PLANE,), labels={"pool": "gpu"}, allocatable={GPU: 8}),
+            node("cpu-1", labels={"pool": "cpu"}),
+            node("cpu-2", labels={"pool": "cpu"}),
+            node("gpu-small", labels={"pool": "gpu"}, allocatable={GPU: 4}),
+            node("gpu-1", labels={"pool": "gpu"}, allocatable={GPU: 8}),
+            node("gpu-2", labels={"pool": "gpu"}, allocatable={GPU: 8}),
+            pod("busy-1", on="gpu-1", priority=10),
+            pod("busy-2", on="gpu-2", priority=10),
+            pod("train", priority=10, where=EIGHT_GPUS),
+        ),
+        P(
+            unschedulable=[
+                unsched(
+                    "train",
+                    avail(
+                        6,
+                        f"1 {TAINTED}",
+                        "2 node(s) didn't match Pod's node affinity/selector",
+                        f"1 Insufficient {GPU}",
+                        f"2 node(s) {HIGHER}",
+                    ),
+                )
+            ]
+        ),
+    ),
+    Case(
+        "what other schedulers' pods request on a node is not there for ours",
+        snap(
+            node("g1", allocatable={GPU: 8}),
+            node("g2", allocatable={GPU: 8}),
+            pod("daemon", on="g1", scheduler="default-scheduler", where=Constraints(requests=((GPU, 1),))),
+            pod("train", where=Constraints(requests=((GPU, 8),))),
+        ),
+        P(binds=[bind("train", "g2")]),
+    ),
+    Case(
+        "a preemptor evicts only where it could run, whatever the victim order says",
+        snap(
+            node("n1", labels={"pool": "b"}),
+            node("n2", labels={"pool": "a"}),
+            pod("lowest", on="n1", priority=1),
+            pod("low", on="n2", priority=5),
+            pod("hi", priority=10, where=POOL_A),
+        ),
+        P(nominations=[nominate("hi", "n2", waiting_for=("low",))], evictions=[evict("low", "n2", by="hi")]),
+    ),
+    Case(
+        "nobody is evicted for a preemptor that could run nowhere",
+        snap(node("n1"), pod("low", on="n1", priority=1), pod("hi", priority=10, where=GPUS)),
+        P(unschedulable=[unsched("hi", avail(1, f"1 Insufficient {GPU}"))]),
+    ),
+    Case(
+        "a gang whose members differ is placed when some assignment exists (a matching, not greedy)",
+        # Greedy, w-0 (the oldest) takes n1, the only node ps may use, and the gang fails.
+        snap(
+            node("n1", labels={"pool": "a"}),
+            node("n2", labels={"pool": "b"}),
+            pod("w-0", gang="g", min_available=2, t=0),
+            pod("ps", gang="g", min_available=2, t=1, where=POOL_A),
+        ),
+        P(binds=[bind("w-0", "n2"), bind("ps", "n1")]),
+    ),
+    Case(
+        "a gang whose members differ waits when no assignment exists",
+        snap(
+            node("n1", labels={"pool": "a"}),
+            node("n2", labels={"pool": "b"}),
+            pod("ps-0", gang="g", min_available=2, where=POOL_A),
+            pod("ps-1", gang="g", min_available=2, where=POOL_A),
+        ),
+        P(
+            unschedulable=[
+                unsched(
+                    p,
+                    "gang default/g needs 2 nodes, 1 can be had: "
+                    "1 node(s) didn't match Pod's node affinity/selector.",
+                )
+                for p in ("ps-0", "ps-1")
+            ]
+        ),
+    ),
+    Case(
+        "a gang whose members differ preempts where they can run, and spares victims it does not need",
+        snap(
+            node("a1", labels={"pool": "a"}),
+            node("a2", labels={"pool": "a"}),
+            node("b1", labels={"pool": "b"}),
+            pod("lo-a1", on="a1", priority=1, t=2),
+            pod("lo-a2", on="a2", priority=1, t=1),
+            pod("lo-b1", on="b1", priority=2),
+            pod("w", gang="g", min_available=2, priority=10, t=0, where=POOL_B),
+            pod("ps", gang="g", min_available=2, priority=10, t=1, where=POOL_A),
+        ),
+        P(
+            nominations=[
+                nominate("ps", "a1", waiting_for=("lo-a1",)),
+                nominate("w", "b1", waiting_for=("lo-b1",)),
+            ],
+            evictions=[evict("lo-a1", "a1", by="ps"), evict("lo-b1", "b1", by="w")],
+        ),
+    ),
+    Case(
+        "a nominee whose node it can no longer run on gives it back and goes elsewhere",
+        snap(
+            node("n1", taints=(Taint("maintenance", "", "NoSchedule"),)),
+            node("n2"),
+            pod("hi", priority=10, nominated="n1"),
+            pod("other", priority=1, t=1),
+        ),
+        P(
+            binds=[bind("hi", "n2")],
+            unschedulable=[
+                unsched(
+                    "other",
+                    avail(2, "1 node(s) had untolerated taint {maintenance: }", f"1 node(s) {HIGHER}"),
+                )
+            ],
+        ),
+    ),
     # --- Preemption (SPEC 6) ---------------------------------------------------------------------
     Case(
         "equal priority never preempts",
@@ -968,7 +1117,7 @@ CASES = [
                     for p in ("g-1", "g-2", "g-3")
                 ],
                 unsched(
-                    "small", avail(3, "2 node(s) are reserved for nominated pods", f"1 node(s) {HIGHER}")
+                    "small", avail(3, f"1 node(s) {HIGHER}", "2 node(s) are reserved for nominated pods")
                 ),
             ],
         ),
