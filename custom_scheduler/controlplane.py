@@ -54,6 +54,9 @@ CONTROLLERS = (
     "serviceaccount-token-controller",
     "replicaset-controller",
     "deployment-controller",
+    # Lifts the not-ready taint the API server puts on every new node, once the node is Ready
+    # (without it no node ever takes a pod: kube-scheduler and this scheduler honour taints).
+    "node-lifecycle-controller",
     "root-ca-certificate-publisher-controller",
 )
 
