@@ -115,6 +115,8 @@ class Settings:
     # A victim still there this long after its deletionTimestamp (which includes its grace
     # period) is stuck (a finalizer, a lost kubelet): its nominee stops waiting for it.
     stuck_after: float = 60.0
+    # How long a unit may wait before it reserves nodes as they free up (SPEC 6a); None: never.
+    reserve_after: float | None = 30.0
 
     @property
     def event_workers(self) -> int:
