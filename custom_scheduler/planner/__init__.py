@@ -37,7 +37,13 @@ def plan(snapshot: Snapshot, *, settings: Settings) -> Plan:
     eligibility = eligible_nodes(snapshot.nodes, settings.node_selector)
     workload = Workload.of(snapshot.pods, settings, table)
     filters = Filters(eligibility.nodes, workload.others_request, workload.others_on)
-    nodes = Nodes(eligibility.nodes, workload, now=snapshot.now, stuck_after=settings.stuck_after)
+    nodes = Nodes(
+        eligibility.nodes,
+        workload,
+        now=snapshot.now,
+        stuck_after=settings.stuck_after,
+        may_run=lambda pod, node: bool(filters.fit(pod.constraints).nodes >> node & 1),
+    )
     reasons = Reasons(eligibility, nodes, stuck_after=settings.stuck_after)
     return _Pass(workload, nodes, filters, reasons).run()
 
@@ -126,12 +132,7 @@ class _Pass:
         slots: list[_Slot] = []
         rest: list[Pod] = []
         for pod in unit.members:
-            node = nodes.reservation.get(pod.key)
-            if node is not None and not where.fits[pod.constraints] >> node & 1:
-                # Its node is no longer one it may run on: it gives the nomination back (SPEC 6).
-                nodes.forget(pod.key)
-                nodes.pass_on(node, ())
-                node = None
+            node = nodes.reservation.get(pod.key)  # only nodes it may run on (see Nodes)
             state = nodes.state[node] if node is not None else None
             if node is not None and state in (S.RESERVED_FREE, S.RESERVED_TERMINATING):
                 slots.append(_Slot(pod, node, waiting=state is S.RESERVED_TERMINATING))
@@ -234,6 +235,7 @@ class _Pass:
         """Commit a preemption: evictions in the plan, gangs' counts, nodes left terminating."""
         nodes, workload = self.nodes, self.workload
         evicted = {v.pod.key for v in victims}
+        self.search.evicted |= evicted
         vacated: set[int] = set()
         for pod, cause in victims:
             node = nodes.index.get(pod.node_name)

@@ -14,7 +14,7 @@ machine-word operations even on thousands of nodes.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -137,7 +137,15 @@ class Nodes:
     """The eligible nodes' states and reservations, changed only through `move` and the
     reservation methods."""
 
-    def __init__(self, nodes: list[Node], workload: Workload, *, now: float, stuck_after: float) -> None:
+    def __init__(
+        self,
+        nodes: list[Node],
+        workload: Workload,
+        *,
+        now: float,
+        stuck_after: float,
+        may_run: Callable[[Pod, int], bool] = lambda pod, node: True,
+    ) -> None:
         names = self.names = [n.name for n in nodes]
         self.index = {name: i for i, name in enumerate(names)}
         self.state: list[NodeState] = []
@@ -152,6 +160,9 @@ class Nodes:
         self.version = 0
         self._below: dict[int, tuple[int, int]] = {}  # priority -> (nodes, count)
         self._reserved_free: dict[int, list[int]] = {}  # priority -> reserved_free_below
+        self._held_below: dict[int, int] = {}  # priority -> held_below
+        # Running nodes held by a nominee, by the holder's priority: who may take them over.
+        self.held_at: dict[int, int] = {}
         for i, name in enumerate(names):
             pods = workload.occupants.get(name)
             if not pods:
@@ -171,15 +182,16 @@ class Nodes:
             self.counts[state] += 1
             if state is S.RUNNING:
                 self.running_at[self.level[i]] = self.running_at.get(self.level[i], 0) | 1 << i
-        # Reservations: a pending pod's nominated node, if eligible; of several pods naming one
-        # node, the first unit in pass order holds it and the others wait their turn.
+        # Reservations: a pending pod's nominated node, if eligible and one it may run on (SPEC 6:
+        # it gives back a node it can no longer run on); of several pods naming one node, the
+        # first unit in pass order holds it and the others wait their turn.
         self.holder: dict[int, Holder] = {}
         self.nominees: dict[int, list[Holder]] = {}
         self.reservation: dict[str, int] = {}  # pod key -> the node it holds
         for unit in workload.units:
             for pod in unit.members:
                 node = self.index.get(pod.nominated_node) if pod.nominated_node else None
-                if node is None:
+                if node is None or not may_run(pod, node):
                     continue
                 holder = Holder(pod.key, unit, unit.priority)
                 self.nominees.setdefault(node, []).append(holder)
@@ -202,12 +214,30 @@ class Nodes:
             self.running_at[self.level[node]] &= ~bit
         if state is S.RUNNING:
             self.running_at[self.level[node]] |= bit
+        if old is S.RESERVED_RUNNING:
+            self.held_at[self.holder[node].priority] &= ~bit
+        if state is S.RESERVED_RUNNING:
+            priority = self.holder[node].priority
+            self.held_at[priority] = self.held_at.get(priority, 0) | bit
         self._changed()
 
     def _changed(self) -> None:
         self.version += 1
         self._below.clear()
         self._reserved_free.clear()
+        self._held_below.clear()
+
+    def held_below(self, priority: int) -> int:
+        """Running nodes reserved for units of priority below `priority` (a unit that outranks
+        their holders may take them over)."""
+        below = self._held_below.get(priority)
+        if below is None:
+            below = 0
+            for held, bits in self.held_at.items():
+                if held < priority:
+                    below |= bits
+            self._held_below[priority] = below
+        return below
 
     def move(self, node: int, move: Move) -> None:
         """Change a node's state as `TRANSITIONS` allows (anything else is a bug: KeyError)."""
@@ -305,6 +335,9 @@ class Nodes:
         current = self.holder[node].pod
         for nominee in self.nominees.get(node, ()):
             if nominee.pod != current and nominee.pod not in placed and nominee.pod not in self.reservation:
+                if self.state[node] is S.RESERVED_RUNNING:
+                    self.held_at[self.holder[node].priority] &= ~(1 << node)
+                    self.held_at[nominee.priority] = self.held_at.get(nominee.priority, 0) | 1 << node
                 self.holder[node] = nominee
                 self.reservation[nominee.pod] = node
                 self._changed()

@@ -1,27 +1,33 @@
 """Preemption: which running pods to evict so that a unit fits (SPEC 6).
 
-1. Candidates are running nodes whose pods' protected priority is strictly below the unit's,
-   and that the unit may use (not reserved for a unit it does not outrank).
-2. They are tried in victim order: lowest protected priority, then nodes without gang members,
-   then the newest pods (least work lost), then node name.
-3. Evicting a gang member that would leave its running gang below min-available evicts the
-   whole gang (gang integrity); all its nodes are freed, for the unit or for anyone.
-4. The search stops as soon as enough nodes are freed; the caller commits the victims only if
-   the whole unit then fits (all or nothing).
+1. Candidates are running nodes the unit may use (feasible for it, not reserved for a unit it
+   does not outrank) whose pods' protected priority is strictly below the unit's.
+2. Lowest protected priority first: every level below the highest one that must be touched
+   gives all it has; at that level the **fewest pods** are evicted (a small knapsack over
+   group sizes: a running gang evicted whole counts all its members), then pods outside gangs
+   before gang members, then the newest pods (least work lost), then node name.
+3. Gang integrity: a member whose eviction would leave its running gang below min-available
+   goes only with the whole gang, whose nodes are all freed, for the unit or for anyone.
+4. A lower-level group the chosen set no longer needs is spared. The caller commits the
+   victims only if the whole unit then fits (all or nothing).
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from custom_scheduler.model import Pod
-from custom_scheduler.planner.nodes import RUNNING_STATES, STUCK_STATES, Nodes
+from custom_scheduler.planner.nodes import RUNNING_STATES, Nodes, NodeState
 from custom_scheduler.planner.units import Gang, Unit, Workload
+
+S = NodeState
 
 
 class Victim(NamedTuple):
-    """A pod to evict, and the candidate node whose choice pulled it in."""
+    """A pod to evict, and the node whose choice pulled it in."""
 
     pod: Pod
     cause: int
@@ -30,8 +36,8 @@ class Victim(NamedTuple):
 @dataclass(slots=True)
 class Found:
     """The nodes a search freed for the unit and the pods it evicts for them; or, when it found
-    too few, only how many (`count`). `freed_by` says which nodes each chosen node's eviction
-    freed (a gang evicted whole frees several)."""
+    too few, only how many (`count`). `freed_by` says which nodes each choice freed (a gang
+    evicted whole frees several)."""
 
     freed: list[int] = field(default_factory=list)
     victims: list[Victim] = field(default_factory=list)
@@ -39,37 +45,86 @@ class Found:
     freed_by: dict[int, list[int]] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _Group:
+    """What one choice evicts and frees: a node's pods, a member its gang can spare, or a running
+    gang evicted whole."""
+
+    pods: list[Pod]
+    freed: list[int]  # nodes the unit may use that this frees
+    cause: int  # the node that names it
+
+    @property
+    def cost(self) -> int:
+        """Pods evicted (SPEC 6: the fewest, at the highest level touched)."""
+        return len(self.pods)
+
+
+@dataclass(slots=True, eq=False)
+class _GangAt:
+    """A running gang as a choice: its members, and the nodes evicting it would free."""
+
+    gang: Gang
+    members: list[Pod]  # occupying, by name
+    clean: int  # eligible nodes holding only this gang's live pods of ours
+    alone: int  # of those, the nodes where one member is our only live pod
+
+
+class _Option(NamedTuple):
+    """A gang at the moment of a search: what evicting it costs and gains."""
+
+    at: _GangAt
+    cost: int  # its live members
+    usable: int  # the nodes it would free that the unit may use
+    spare: int  # members it can lose one by one (beyond its min-available), on usable nodes
+
+
+@dataclass(slots=True)
+class _Level:
+    """The running nodes whose pods share one protected priority."""
+
+    singles: list[int] = field(default_factory=list)  # nodes of pods outside gangs: newest first
+    single_bits: int = 0
+    gangs: list[_GangAt] = field(default_factory=list)  # newest first
+    bits: int = 0  # every node a choice at this level could free
+    start: dict[object, int] = field(default_factory=dict)  # per scope: singles skipped for good
+
+
 class VictimSearch:
-    """Running nodes in victim order, searched by every unit that must preempt in a pass."""
+    """The running nodes by level, searched by every unit that must preempt in a pass."""
 
     def __init__(self, nodes: Nodes, workload: Workload) -> None:
         self.nodes = nodes
         self.workload = workload
-        ordered = sorted(nodes.occupied, key=lambda o: (o.level, o.gang_member, -o.newest, o.node))
-        self.order = [o.node for o in ordered]
-        self.levels = [o.level for o in ordered]
-        # next_live[i] == i while candidate i may still be running; else a later index to skip to.
-        self.next_live = list(range(len(ordered) + 1))
-        self._by_name: dict[int, list[Pod]] = {}  # a gang's occupying members by name, sorted once
-        # (nodes.version, priority) -> nodes a search freed before running out of candidates: a
-        # unit of that priority that holds no reservation can free no more, until a node changes.
+        self.levels: dict[int, _Level] = {}
+        seen: dict[int, _GangAt] = {}
+        for o in sorted(nodes.occupied, key=lambda o: (-o.newest, o.node)):
+            level = self.levels.setdefault(o.level, _Level())
+            live = _live(workload.occupants[nodes.names[o.node]])
+            gangs = {id(g): g for p in live if (g := workload.gang_of.get(p.key)) is not None}
+            if not gangs:
+                level.singles.append(o.node)
+                level.single_bits |= 1 << o.node
+                level.bits |= 1 << o.node
+                continue
+            for gang in gangs.values():
+                at = seen.get(id(gang))
+                if at is None:
+                    members = sorted(gang.occupying, key=lambda p: p.name)
+                    at = seen[id(gang)] = _GangAt(gang, members, 0, 0)
+                    self.levels.setdefault(gang.priority, _Level()).gangs.append(at)
+                if len(gangs) == 1 and all(workload.gang_of.get(p.key) is gang for p in live):
+                    at.clean |= 1 << o.node
+                    at.alone |= (len(live) == 1) << o.node
+        for level in self.levels.values():
+            for at in level.gangs:
+                level.bits |= at.clean
+        self.order = sorted(self.levels)
+        self.evicted: set[str] = set()  # pods this pass evicts (the pass adds them as it commits)
+        # (nodes.version, priority, scope) -> nodes a search found before running out: a unit of
+        # that priority and scope that holds no reservation can free no more, until a node changes.
         self._exhausted: dict[tuple[int, int, object], int] = {}
-
-    def _live_from(self, start: int) -> int:
-        """The first candidate from `start` on whose node still runs, skipping dead ones for good."""
-        end, state, order = len(self.order), self.nodes.state, self.order
-        index, passed = start, []
-        while index < end:
-            jump = self.next_live[index]
-            if jump == index:
-                if state[order[index]] in RUNNING_STATES:
-                    break
-                jump = index + 1
-            passed.append(index)
-            index = jump
-        for skipped in passed:
-            self.next_live[skipped] = index
-        return index
+        self._usable: dict[tuple[int, int, object], int] = {}
 
     def find(
         self,
@@ -80,75 +135,213 @@ class VictimSearch:
         scope: object = None,
         skip: frozenset[int] = frozenset(),
     ) -> Found:
-        """Victims in victim order until `short` nodes the unit may use (`within`; None: any)
-        are free, fewer if it can't; not choosing the nodes in `skip`. Units of one priority and
-        `scope` (a key for `within`) share what a search that ran out of candidates found.
+        """Victims freeing `short` nodes the unit may use (`within`; None: any) in SPEC 6's order
+        and number, or how many it can free if fewer; never choosing the nodes in `skip`.
 
-        When it cannot, the victims are of no use, and only how many nodes it found counts.
+        Units of one priority and `scope` (a key for `within`) share what a search that ran out
+        of candidates found.
         """
-        nodes, workload = self.nodes, self.workload
-        holds = skip or scope is None or any(pod.key in nodes.reservation for pod in unit.members)
+        nodes = self.nodes
+        holds = bool(skip) or scope is None or any(pod.key in nodes.reservation for pod in unit.members)
         moment = (nodes.version, unit.priority, scope)
         if not holds and (can := self._exhausted.get(moment)) is not None and can < short:
             return Found(count=can)
-        chosen: set[str] = set()  # pod keys
-        taken_from: dict[int, int] = {}  # id(gang) -> members chosen
-        closed: set[int] = set()  # id(gang) of gangs evicted whole
-        found = Found()
-        freed: set[int] = set()
-        index = self._live_from(0)
-        while index < len(self.order) and len(found.freed) < short:
-            node, level = self.order[index], self.levels[index]
-            if level >= unit.priority:
+        usable = self._may_use(unit, within, None if holds else moment)
+        for node in skip:
+            usable &= ~(1 << node)
+        below: list[_Group] = []
+        gained = 0
+        for priority in self.order:
+            if priority >= unit.priority:
                 break
-            index = self._live_from(index + 1)
-            if node in freed or node in skip or not nodes.usable(node, unit):
+            level = self.levels[priority]
+            if not level.bits & usable:
                 continue
-            if within is not None and not within >> node & 1:
-                continue  # it could not run there: nobody is evicted from it for it (SPEC 6)
-            group = self._eviction_group(workload.occupants[nodes.names[node]], chosen, taken_from, closed)
-            found.victims += [Victim(pod, node) for pod in group]
-            others = {nodes.index.get(p.node_name) for p in group} - {node, None}
-            found.freed_by[node] = []
-            for other in [node, *sorted(o for o in others if o is not None)]:
-                if other in freed or nodes.state[other] in STUCK_STATES or not nodes.usable(other, unit):
-                    continue  # a node with a stuck pod is never used, even once its other pods go
-                if within is not None and not within >> other & 1:
-                    continue
-                occupants = workload.occupants[nodes.names[other]]
-                if all(o.key in chosen or o.deleting for o in occupants):
-                    found.freed.append(other)
-                    found.freed_by[node].append(other)
-                    freed.add(other)
+            wanted = short - gained
+            singles = (level.single_bits & usable).bit_count()
+            if singles >= wanted:
+                # Pods outside gangs: one pod for one node, the fewest there can be.
+                picked = self._singles(level, usable, scope if not holds else None, wanted)
+                return self._found(below + picked)
+            options = self._options(level, usable)
+            offered = singles + sum(o.usable.bit_count() for o in options)
+            if gained + offered < short:
+                below += self._singles(level, usable, None, singles)
+                below += [self._whole(o, usable) for o in options]
+                gained += offered
+                continue
+            chosen = self._fewest(level, usable, singles, options, wanted)
+            return self._found(_spare(below, chosen, short))
+        if not holds:
+            self._exhausted[moment] = gained
+        return Found(count=gained)
+
+    # -- the candidates ----------------------------------------------------------------------
+
+    def _may_use(self, unit: Unit, within: int | None, moment: tuple[int, int, object] | None) -> int:
+        """Running nodes the unit may take once their pods are gone: not reserved for a unit it
+        does not outrank, and among those it may run on."""
+        if moment is not None and (cached := self._usable.get(moment)) is not None:
+            return cached
+        nodes = self.nodes
+        usable = nodes.bits[S.RUNNING] | nodes.held_below(unit.priority)
+        for pod in unit.members:  # its own reservations, whatever their holders' priority
+            node = nodes.reservation.get(pod.key)
+            if node is not None and nodes.state[node] is S.RESERVED_RUNNING:
+                usable |= 1 << node
+        if within is not None:
+            usable &= within
+        if moment is not None:
+            self._usable[moment] = usable
+        return usable
+
+    def _singles(self, level: _Level, usable: int, scope: object, wanted: int) -> list[_Group]:
+        """The first `wanted` usable nodes of pods outside gangs, newest pods first."""
+        nodes, occupants = self.nodes, self.workload.occupants
+        picked: list[_Group] = []
+        if wanted <= 0:
+            return picked
+        position = level.start.get(scope, 0) if scope is not None else 0
+        for index in range(position, len(level.singles)):
+            node = level.singles[index]
+            if not usable >> node & 1:
+                if scope is not None and index == position and nodes.state[node] not in RUNNING_STATES:
+                    position = level.start[scope] = index + 1  # gone for every unit of this scope
+                continue
+            picked.append(_Group(_live(occupants[nodes.names[node]]), [node], node))
+            if len(picked) == wanted:
+                break
+        return picked
+
+    def _options(self, level: _Level, usable: int) -> list[_Option]:
+        """The level's running gangs the unit could gain nodes from, as they stand now."""
+        options = []
+        for at in level.gangs:
+            gain = at.clean & usable
+            if not gain:
+                continue
+            live = at.gang.staying
+            spare = 0
+            if live > at.gang.min_all:
+                spare = min(live - at.gang.min_all, (at.alone & usable).bit_count())
+            options.append(_Option(at, live, gain, spare))
+        return options
+
+    def _live_members(self, at: _GangAt) -> list[Pod]:
+        return [p for p in at.members if not p.deleting and p.key not in self.evicted]
+
+    def _whole(self, option: _Option, usable: int) -> _Group:
+        freed = _nodes_of(option.usable)
+        return _Group(self._live_members(option.at), freed, freed[0])
+
+    def _spares(self, option: _Option, usable: int, count: int) -> list[_Group]:
+        """`count` members the gang can spare, on usable nodes, newest first."""
+        nodes = self.nodes
+        members = {nodes.index.get(p.node_name): p for p in self._live_members(option.at)}
+        alone = [(members[n], n) for n in _nodes_of(option.at.alone & usable) if n in members]
+        alone.sort(key=lambda a: (-a[0].creation, a[1]))
+        return [_Group([pod], [node], node) for pod, node in alone[:count]]
+
+    def _fewest(
+        self, level: _Level, usable: int, singles: int, options: list[_Option], wanted: int
+    ) -> list[_Group]:
+        """The fewest pods freeing `wanted` nodes at this level, then the fewest gang members,
+        then the newest: a multiple-choice knapsack by nodes freed (at most `wanted`) over pods
+        outside gangs (one pod a node, the best there is), and for each gang its spare members
+        or the whole gang (one or the other)."""
+        gangs = [(o.cost, o.usable.bit_count(), o.spare) for o in options]
+        best, decisions = _knapsack(singles, gangs, wanted)
+        if best is None:
+            return []
+        chosen: list[_Group] = []
+        x = wanted
+        for option, step in zip(reversed(options), reversed(decisions), strict=True):
+            taken = step[x]
+            if isinstance(taken, tuple):
+                chosen.append(self._whole(option, usable))
+                x = taken[1]
+            elif isinstance(taken, int):
+                chosen += self._spares(option, usable, taken)
+                x -= taken
+        return self._singles(level, usable, None, x) + chosen
+
+    # -- the result --------------------------------------------------------------------------
+
+    def _found(self, groups: Iterable[_Group]) -> Found:
+        found = Found()
+        taken: set[int] = set()
+        for group in groups:
+            found.victims += [Victim(pod, group.cause) for pod in group.pods]
+            fresh = [n for n in group.freed if n not in taken]
+            taken.update(fresh)
+            found.freed += fresh
+            found.freed_by[group.cause] = fresh
         found.count = len(found.freed)
-        if found.count < short and not holds:
-            self._exhausted[moment] = found.count
         return found
 
-    def _eviction_group(
-        self, occupants: list[Pod], chosen: set[str], taken_from: dict[int, int], closed: set[int]
-    ) -> list[Pod]:
-        """A node's pods, plus every running gang that evicting them would break (SPEC 6)."""
-        group = [p for p in sorted(occupants, key=lambda p: p.name) if p.key not in chosen]
-        chosen.update(p.key for p in group)
-        gang_of = self.workload.gang_of
-        position = 0
-        while position < len(group):
-            gang = gang_of.get(group[position].key)
-            position += 1
-            if gang is None or id(gang) in closed:
-                continue
-            taken_from[id(gang)] = taken_from.get(id(gang), 0) + 1
-            if gang.staying - taken_from[id(gang)] < gang.min_all:
-                closed.add(id(gang))  # once whole, a gang is not scanned again: linear in its size
-                for member in self._members(gang):
-                    if not member.deleting and member.key not in chosen:
-                        chosen.add(member.key)
-                        group.append(member)
-        return group
 
-    def _members(self, gang: Gang) -> list[Pod]:
-        members = self._by_name.get(id(gang))
-        if members is None:
-            members = self._by_name[id(gang)] = sorted(gang.occupying, key=lambda p: p.name)
-        return members
+def _live(pods: Sequence[Pod]) -> list[Pod]:
+    """Pods of a node that an eviction would remove (those terminating go anyway), by name."""
+    return sorted((p for p in pods if not p.deleting), key=lambda p: p.name)
+
+
+def _nodes_of(bits: int) -> list[int]:
+    """The node indices of a bit set, in name order."""
+    found = []
+    while bits:
+        low = bits & -bits
+        found.append(low.bit_length() - 1)
+        bits ^= low
+    return found
+
+
+def _knapsack(
+    singles: int, gangs: Sequence[tuple[int, int, int]], wanted: int
+) -> tuple[tuple[int, int] | None, list[list[object]]]:
+    """Min (pods, gang members) to free `wanted` nodes from `singles` one-pod nodes and gangs
+    given as (cost, nodes freed whole, members spare one by one); with, per gang and count of
+    nodes, the choice made: None (nothing), k (k spare members) or ("whole", previous count)."""
+    infinite = (1 << 60, 1 << 60)
+    best = [infinite] * (wanted + 1)
+    for count in range(min(singles, wanted) + 1):
+        best[count] = (count, 0)
+    decisions: list[list[object]] = []
+    for cost, gain, spare in gangs:
+        step: list[object] = [None] * (wanted + 1)
+        new = list(best)
+        if spare:
+            # k spare members: k pods, k gang members, k nodes (a sliding minimum over k).
+            window: deque[tuple[tuple[int, int], int]] = deque()
+            for x in range(wanted + 1):
+                value = (best[x][0] - x, best[x][1] - x) if best[x] != infinite else infinite
+                while window and window[-1][0] >= value:
+                    window.pop()
+                window.append((value, x))
+                while window[0][1] < x - spare:
+                    window.popleft()
+                low, at = window[0]
+                if low != infinite and at < x and (low[0] + x, low[1] + x) < new[x]:
+                    new[x], step[x] = (low[0] + x, low[1] + x), x - at
+        for y in range(wanted + 1):
+            if best[y] != infinite:
+                x = min(y + gain, wanted)
+                candidate = (best[y][0] + cost, best[y][1] + cost)
+                if candidate < new[x]:
+                    new[x], step[x] = candidate, ("whole", y)
+        decisions.append(step)
+        best = new
+    return (best[wanted] if best[wanted] != infinite else None), decisions
+
+
+def _spare(below: list[_Group], chosen: list[_Group], short: int) -> list[_Group]:
+    """Spare the groups of lower levels that the rest no longer needs (highest level first,
+    biggest first): every eviction serves the unit."""
+    if not chosen:
+        return []
+    total = sum(len(g.freed) for g in below) + sum(len(g.freed) for g in chosen)
+    kept = list(below)
+    for group in reversed(below):  # levels were added lowest first
+        if total - len(group.freed) >= short:
+            kept.remove(group)
+            total -= len(group.freed)
+    return kept + chosen
