@@ -52,16 +52,16 @@ controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kube-sched
 	@hack/build.sh
 
 cluster-up: $(STAMP) controlplane ## start the local control plane and print the KUBECONFIG line
-	@$(BIN)/python -m custom_scheduler.controlplane up
+	@$(BIN)/python -m tests.harness.controlplane up
 
 cluster-down: $(STAMP) ## stop the local control plane
-	@$(BIN)/python -m custom_scheduler.controlplane down
+	@$(BIN)/python -m tests.harness.controlplane down
 
 run: $(STAMP) ## run the scheduler against $$KUBECONFIG (ARGS="--dry-run ..." adds flags)
 	$(BIN)/custom-scheduler run $(ARGS)
 
 demo: $(STAMP) controlplane ## SPEC section 11 on a local control plane with two simulated nodes
-	@$(BIN)/python -m custom_scheduler.demo
+	@$(BIN)/python -m tests.demo
 
 bench-planner: $(STAMP) ## plan() speed on generated clusters, written to BENCHMARKS.md
 	$(BIN)/python -m tests.bench.planner

@@ -5,7 +5,7 @@
 # build is reproducible; a binary already in the cache is not built again.
 #
 #   hack/build.sh                 build what is missing, with progress
-#   hack/build.sh --print-bin-dir print where the binaries are (or would be); controlplane.py asks this
+#   hack/build.sh --print-bin-dir print where the binaries are (or would be); tests/harness/controlplane.py asks this
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)

@@ -29,8 +29,8 @@ from typing import Any
 
 import anyio
 
-from custom_scheduler.controlplane import ControlPlane, kwok_node
 from custom_scheduler.kube import Kube, connect
+from tests.harness.controlplane import ControlPlane, kwok_node
 
 NS = "soak"
 LABEL = ("soak", "yes")

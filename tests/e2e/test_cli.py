@@ -8,9 +8,9 @@ import sys
 
 import anyio
 
-from custom_scheduler.controlplane import ControlPlane
 from tests.e2e.cluster import Cluster, condition, node_of
 from tests.e2e.conftest import NodeFactory
+from tests.harness.controlplane import ControlPlane
 
 
 async def test_live_plan_prints_a_pass_and_changes_nothing(

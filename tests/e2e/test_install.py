@@ -19,12 +19,12 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from custom_scheduler.controlplane import REPO, ControlPlane, bin_dir
 from custom_scheduler.kube import ApiError, connect
 from custom_scheduler.service import run_scheduler
 from custom_scheduler.settings import Settings, parse_selector
 from tests.e2e.cluster import Cluster, condition, node_of, phase, service_account_kubeconfig, unique
 from tests.e2e.conftest import NodeFactory
+from tests.harness.controlplane import REPO, ControlPlane, bin_dir
 
 ROLES = {d["kind"]: d for d in yaml.safe_load_all((REPO / "manifests" / "rbac.yaml").read_text())}
 RULES = [(kind, i) for kind in ("ClusterRole", "Role") for i in range(len(ROLES[kind]["rules"]))]

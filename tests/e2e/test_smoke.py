@@ -10,10 +10,10 @@ import aiohttp
 from kubernetes_asyncio import client, config
 
 from custom_scheduler import convert
-from custom_scheduler.controlplane import ControlPlane
 from custom_scheduler.kube import Outcome, connect
 from tests.e2e.cluster import Cluster, node_of, phase, service_account_kubeconfig
 from tests.e2e.conftest import NodeFactory
+from tests.harness.controlplane import ControlPlane
 
 
 async def test_a_created_node_becomes_ready(nodes: NodeFactory, cluster: Cluster) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from custom_scheduler.controlplane import ControlPlane
 from tests.e2e.cluster import own_control_plane
+from tests.harness.controlplane import ControlPlane
 from tests.soak import soak
 
 

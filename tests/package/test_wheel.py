@@ -1,4 +1,4 @@
-"""The wheel the image installs: it holds the code, and installed alone in a fresh venv it runs.
+"""The wheel the image installs: the code and no tooling; installed alone in a fresh venv, it runs.
 
 No container engine runs here, so this is what `make image` rests on, checked without one.
 """
@@ -13,6 +13,8 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+# Tooling, not product: the local control plane and the demo live under tests/ (DESIGN.md).
+TOOLING = ("controlplane", "demo")
 
 
 def test_the_wheel_installs_alone_and_runs(tmp_path: Path) -> None:
@@ -24,12 +26,14 @@ def test_the_wheel_installs_alone_and_runs(tmp_path: Path) -> None:
     )
     (wheel,) = wheels.glob("custom_scheduler-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {
-        "custom_scheduler/planner.py",
-        "custom_scheduler/service.py",
-        "custom_scheduler/__main__.py",
-    } <= names
-    assert not any(n.startswith("tests/") for n in names)
+    assert {"custom_scheduler/service.py", "custom_scheduler/__main__.py"} <= names
+    # The planner is a module or a package of phase modules: either is the product.
+    assert names & {"custom_scheduler/planner.py", "custom_scheduler/planner/__init__.py"}
+    assert {n.split("/")[0] for n in names} == {"custom_scheduler", wheel.name.split("-py")[0] + ".dist-info"}
+    modules = {Path(n).stem for n in names if n.endswith(".py")} | {
+        part for n in names for part in Path(n).parent.parts
+    }
+    assert not modules & set(TOOLING), sorted(n for n in names if Path(n).stem in TOOLING)
 
     env = tmp_path / "venv"
     venv.create(env, with_pip=True)
@@ -47,6 +51,15 @@ def test_the_wheel_installs_alone_and_runs(tmp_path: Path) -> None:
         text=True,
         cwd=tmp_path,
     )
+    for tool in TOOLING:
+        absent = subprocess.run(
+            [str(python), "-c", f"import custom_scheduler.{tool}"],
+            check=False,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,  # not the repository, whose source would be imported instead
+        )
+        assert absent.returncode == 1 and "ModuleNotFoundError" in absent.stderr, absent.stderr
     assert json.loads(planned.stdout)["evictions"] == [
         {"pod": "default/test-pod-low-pri", "node": "n1", "preemptor": "default/job-two-highpri-b"}
     ]

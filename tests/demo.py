@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 import anyio
 import yaml
 
-from custom_scheduler.controlplane import REPO, ControlPlane, ControlPlaneError, kwok_node
 from custom_scheduler.kube import Kube, connect
+from tests.harness.controlplane import REPO, ControlPlane, ControlPlaneError, kwok_node
 
 EXAMPLES = REPO / "manifests" / "examples"
 T = TypeVar("T")
