@@ -33,7 +33,7 @@ lint: $(STAMP) ## ruff check and ruff format --check
 typecheck: $(STAMP) ## mypy --strict
 	$(BIN)/mypy
 
-contracts: $(STAMP) ## the layering contract: the core imports no client, async or logging library
+contracts: $(STAMP) ## the import contracts: the layers, and a core with no client, async or logging library
 	$(BIN)/lint-imports
 
 unit: $(STAMP) ## the fast tests, no control plane
@@ -42,7 +42,7 @@ unit: $(STAMP) ## the fast tests, no control plane
 e2e: $(STAMP) controlplane ## the end-to-end tests on the local control plane
 	$(BIN)/pytest tests/e2e
 
-test: lint typecheck contracts ## everything: lint, types, contract, unit and end-to-end tests
+test: lint typecheck contracts ## everything: lint, types, import contracts, unit and end-to-end tests
 	@$(MAKE) --no-print-directory controlplane || { \
 	  if [ "$${CI:-}" = true ]; then echo "error: the control plane could not be built (CI=true needs it)"; exit 1; fi; \
 	  echo "warning: the control plane could not be built; end-to-end tests will be skipped"; }
