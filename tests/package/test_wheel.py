@@ -6,6 +6,7 @@ No container engine runs here, so this is what `make image` rests on, checked wi
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import venv
@@ -34,6 +35,7 @@ def test_the_wheel_installs_alone_and_runs(tmp_path: Path) -> None:
         part for n in names for part in Path(n).parent.parts
     }
     assert not modules & set(TOOLING), sorted(n for n in names if Path(n).stem in TOOLING)
+    assert_the_containerfiles_check_passes(wheels)
 
     env = tmp_path / "venv"
     venv.create(env, with_pip=True)
@@ -72,3 +74,32 @@ def test_the_wheel_installs_alone_and_runs(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert failed.returncode == 2 and "does not exist" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def containerfile_check(wheels: Path) -> subprocess.CompletedProcess[str]:
+    """Run the few lines with which the Containerfile checks the wheel it built, on `wheels`."""
+    found = re.search(r"python - <<'PY'\n(.*?)\nPY\n", (REPO / "Containerfile").read_text(), re.DOTALL)
+    assert found, "the Containerfile checks its wheel"
+    script = found[1].replace("/wheels/", f"{wheels}/")
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+
+
+def assert_the_containerfiles_check_passes(wheels: Path) -> None:
+    """The image's own check of its wheel agrees with this test on the real wheel."""
+    done = containerfile_check(wheels)
+    assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_the_containerfiles_check_refuses_tooling_and_a_missing_planner(tmp_path: Path) -> None:
+    product = ["custom_scheduler/__main__.py", "custom_scheduler/service.py"]
+    for extra, problem in [
+        (["custom_scheduler/planner/__init__.py", "custom_scheduler/controlplane.py"], "holds tooling"),
+        ([], "lacks ['custom_scheduler/planner']"),
+    ]:
+        wheels = tmp_path / str(len(extra))
+        wheels.mkdir()
+        with zipfile.ZipFile(wheels / "custom_scheduler-0.1.0-py3-none-any.whl", "w") as wheel:
+            for name in product + extra:
+                wheel.writestr(name, "")
+        done = containerfile_check(wheels)
+        assert done.returncode == 1 and problem in done.stderr, done.stderr
