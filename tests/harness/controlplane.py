@@ -42,6 +42,9 @@ from typing import IO, Any
 
 REPO = Path(__file__).resolve().parents[2]  # tests/harness/controlplane.py
 KWOK_LABEL = ("custom-scheduler.dev/kwok", "true")
+# A node annotated so stays as its status was last set: KWOK does not make it Ready again (a
+# broken kubelet, for as long as a test wants one). Set it before the status, remove it to heal.
+HOLD_NOT_READY = "custom-scheduler.dev/hold-not-ready"
 CLUSTER_DIR = REPO / ".cluster"
 WORKDIR_PREFIX = "custom-scheduler-cp-"
 OWNER_FILE = "owner.pid"  # the process whose control plane this directory holds
