@@ -12,7 +12,7 @@ PIP := $(BIN)/python -W "ignore:Editable installation" -m pip --quiet --disable-
 .PHONY: help venv lint typecheck contracts unit e2e test controlplane cluster-up cluster-down demo run image lock soak bench bench-planner bench-parsing bench-cluster
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
@@ -60,7 +60,7 @@ cluster-up: $(STAMP) controlplane ## start the local control plane and print the
 cluster-down: $(STAMP) ## stop the local control plane
 	@$(BIN)/python -m tests.harness.controlplane down
 
-run: $(STAMP) ## run the scheduler against $$KUBECONFIG (ARGS="--dry-run ..." adds flags)
+run: $(STAMP) ## run the scheduler against $KUBECONFIG (ARGS="--dry-run ..." adds flags)
 	$(BIN)/custom-scheduler run $(ARGS)
 
 demo: $(STAMP) controlplane ## SPEC section 11 on a local control plane with two simulated nodes
