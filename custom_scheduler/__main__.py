@@ -216,8 +216,12 @@ def _load_yaml(data: bytes, name: str) -> Any:
         def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
             try:
                 return super().construct_object(node, deep)
-            except (ValueError, OverflowError) as error:  # int() of 5,000 digits, `!!float x`, ...
+            # PyYAML's constructors fail so on a value they cannot make: an int of 5,000 digits,
+            # or a value tagged as what it is not (`!!int abc`, `!!bool maybe`).
+            except (ValueError, OverflowError, LookupError, AttributeError, TypeError) as error:
                 problem = str(error).split(";")[0]  # not Python's advice on its own limits
+                if isinstance(error, KeyError):  # it says only the key
+                    problem = f"{node.tag.rsplit(':', 1)[-1]} cannot be {problem}"
                 raise ConstructorError(None, None, problem, node.start_mark) from None
 
         def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
@@ -225,7 +229,7 @@ def _load_yaml(data: bytes, name: str) -> Any:
             # date (2020-13-01) is the text it would be in JSON, not an error, wherever it is.
             try:
                 return super().construct_yaml_timestamp(node)
-            except ValueError:
+            except (ValueError, AttributeError):  # no such date; no date at all (`!!timestamp soon`)
                 return self.construct_scalar(node)
 
     SnapshotLoader.add_constructor("tag:yaml.org,2002:timestamp", SnapshotLoader.construct_yaml_timestamp)

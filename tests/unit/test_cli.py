@@ -357,10 +357,15 @@ def test_an_impossible_date_is_text_as_in_json(tmp_path: Path, capsys: pytest.Ca
     p = pod("a")
     p["metadata"]["creationTimestamp"] = "@date"  # type: ignore[index]
     doc = cluster(node("n1"), p, node("n2"))
-    doc["metadata"] = {"resourceVersion": "", "seen": "@date", "tagged": "@tagged"}
+    doc["metadata"] = {"resourceVersion": "", "seen": "@date", "tagged": "@tagged", "soon": "@soon"}
     path = tmp_path / "snap.yaml"
-    path.write_text(yaml_of(doc, date="2020-13-01", tagged="!!timestamp 2020-02-30"))
-    as_json = json.loads(json.dumps(doc).replace("@date", "2020-13-01").replace("@tagged", "2020-02-30"))
+    path.write_text(yaml_of(doc, date="2020-13-01", tagged="!!timestamp 2020-02-30", soon="!!timestamp soon"))
+    as_json = json.loads(
+        json.dumps(doc)
+        .replace("@date", "2020-13-01")
+        .replace("@tagged", "2020-02-30")
+        .replace("@soon", "soon")
+    )
     assert plan_of(capsys, str(path)) == plan_of(capsys, write(tmp_path, as_json))
     assert plan_of(capsys, str(path))["binds"] == [{"pod": "default/a", "node": "n1"}]
 
@@ -370,6 +375,7 @@ def test_an_impossible_date_is_text_as_in_json(tmp_path: Path, capsys: pytest.Ca
     [
         ("!!int abc", "invalid literal for int() with base 10: 'abc' (line 3, column 4)"),
         ("!!float abc", "could not convert string to float: 'abc' (line 3, column 4)"),
+        ("!!bool maybe", "bool cannot be 'maybe' (line 3, column 4)"),
         (
             "1" * 5000,
             "Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits "
