@@ -7,7 +7,8 @@ the scheduler plans around it for seconds, not the tenth of a second KWOK would 
 report says for how long, in node-seconds. A checker, reading only the API, counts:
 
 - two of our pods on one node (a nominee bound while its victim is still there counts);
-- a gang we started below its min-available (bound members fewer than it needs, for 5 s);
+- a gang we started below its min-available (bound members, not terminating, fewer than it
+  needs, for 5 s);
 - a pending pod with no reason (no PodScheduled message and no nominated node, for 15 s);
 - an error in the scheduler's log (level error or critical, or a traceback);
 - the scheduler's RSS growth (sampled; the first sample after a warm-up is the base).
@@ -284,7 +285,9 @@ class Checker:
             if node and phase not in ("Succeeded", "Failed"):
                 on_node[node].append(name)
                 self.bound.add(name)
-                if gang:
+                # A member on its way out (its gang preempted whole) started nothing: it may
+                # linger, on a node the churn removed, long after the rest of its gang is gone.
+                if gang and not p["metadata"].get("deletionTimestamp"):
                     gang_bound[gang] += 1
             if not node and not p["metadata"].get("deletionTimestamp"):
                 created = p["metadata"]["creationTimestamp"]

@@ -6,7 +6,7 @@ import random
 from typing import Any
 
 from tests.harness.controlplane import HOLD_NOT_READY
-from tests.soak import Checker, Churn, Report
+from tests.soak import GROUP, MIN, Checker, Churn, Report
 
 
 class Pods:
@@ -31,13 +31,24 @@ def node(name: str, ready: bool) -> dict[str, Any]:
 
 
 def pod(
-    name: str, node: str = "", *, created: str = "2020-01-01T00:00:00Z", said: bool = False
+    name: str,
+    node: str = "",
+    *,
+    created: str = "2020-01-01T00:00:00Z",
+    said: bool = False,
+    gang: tuple[str, int] | None = None,
+    leaving: bool = False,
 ) -> dict[str, Any]:
     status: dict[str, Any] = {"phase": "Running" if node else "Pending"}
     if said:
         status["conditions"] = [{"type": "PodScheduled", "status": "False", "message": "why"}]
+    metadata: dict[str, Any] = {"name": name, "creationTimestamp": created, "annotations": {}}
+    if gang:
+        metadata["annotations"] = {GROUP: gang[0], MIN: str(gang[1])}
+    if leaving:
+        metadata["deletionTimestamp"] = "2020-01-01T00:01:00Z"
     return {
-        "metadata": {"name": name, "creationTimestamp": created, "annotations": {}},
+        "metadata": metadata,
         "spec": {"schedulerName": "custom-scheduler", "nodeName": node},
         "status": status,
     }
@@ -112,3 +123,26 @@ async def test_the_churn_heals_only_broken_nodes_and_breaks_at_most_half() -> No
         if body == {"metadata": {"annotations": {HOLD_NOT_READY: None}}}
     ]
     assert report.actions["ready"] == len(healed) > 0 and report.actions["not_ready"] > 0
+
+
+async def partial_gang_seen(pods: list[dict[str, Any]]) -> int:
+    """Partial-gang violations after the same picture has held for 6 s."""
+    now = [100.0]
+    kube = Pods(pods)
+    report = Report()
+    checker = Checker(kube, report, Churn(kube, random.Random(1), report), clock=lambda: now[0])  # type: ignore[arg-type]
+    for _ in range(4):
+        await checker.check()
+        now[0] += 2.0
+    return report.violations["partial_gang"]
+
+
+async def test_a_gang_started_below_its_min_available_is_a_violation_once_it_lasts() -> None:
+    assert (
+        await partial_gang_seen([pod("g-0", "n1", gang=("g", 3)), pod("g-1", gang=("g", 3), said=True)]) == 1
+    )
+
+
+async def test_a_member_left_terminating_by_its_gangs_preemption_is_none() -> None:
+    # The rest of the gang is gone; this one lingers (its node was removed) with a deletionTimestamp.
+    assert await partial_gang_seen([pod("g-0", "n1", gang=("g", 3), leaving=True)]) == 0
