@@ -5,17 +5,20 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# setuptools warns on every editable install that a folder named like the package may shadow it
+# (it is the package): quiet, so that setup says only what it does.
+PIP := $(BIN)/python -W "ignore:Editable installation" -m pip --quiet --disable-pip-version-check
 
-.PHONY: help venv lint typecheck contracts unit e2e test controlplane cluster-up cluster-down demo run image soak bench bench-planner bench-parsing bench-cluster
+.PHONY: help venv lint typecheck contracts unit e2e test controlplane cluster-up cluster-down demo run image lock soak bench bench-planner bench-parsing bench-cluster
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	@echo "==> installing custom-scheduler with its dev extra into $(VENV)"
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@$(PIP) install --upgrade pip
+	@$(PIP) install -e '.[dev]'
 	@touch $@
 
 venv: $(STAMP) ## create .venv and install the project (done by the other targets when needed)
@@ -23,7 +26,7 @@ venv: $(STAMP) ## create .venv and install the project (done by the other target
 BENCH_STAMP := $(VENV)/.installed-bench
 $(BENCH_STAMP): $(STAMP)
 	@echo "==> installing the bench extra (matplotlib, for the plots) into $(VENV)"
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@$(PIP) install -e '.[dev,bench]'
 	@touch $@
 
 lint: $(STAMP) ## ruff check and ruff format --check
@@ -33,7 +36,7 @@ lint: $(STAMP) ## ruff check and ruff format --check
 typecheck: $(STAMP) ## mypy --strict
 	$(BIN)/mypy
 
-contracts: $(STAMP) ## the layering contract: the core imports no client, async or logging library
+contracts: $(STAMP) ## the import contracts: the layers, and a core with no client, async or logging library
 	$(BIN)/lint-imports
 
 unit: $(STAMP) ## the fast tests, no control plane
@@ -42,7 +45,7 @@ unit: $(STAMP) ## the fast tests, no control plane
 e2e: $(STAMP) controlplane ## the end-to-end tests on the local control plane
 	$(BIN)/pytest tests/e2e
 
-test: lint typecheck contracts ## everything: lint, types, contract, unit and end-to-end tests
+test: lint typecheck contracts ## everything: lint, types, import contracts, unit and end-to-end tests
 	@$(MAKE) --no-print-directory controlplane || { \
 	  if [ "$${CI:-}" = true ]; then echo "error: the control plane could not be built (CI=true needs it)"; exit 1; fi; \
 	  echo "warning: the control plane could not be built; end-to-end tests will be skipped"; }
@@ -52,16 +55,16 @@ controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kube-sched
 	@hack/build.sh
 
 cluster-up: $(STAMP) controlplane ## start the local control plane and print the KUBECONFIG line
-	@$(BIN)/python -m custom_scheduler.controlplane up
+	@$(BIN)/python -m tests.harness.controlplane up
 
 cluster-down: $(STAMP) ## stop the local control plane
-	@$(BIN)/python -m custom_scheduler.controlplane down
+	@$(BIN)/python -m tests.harness.controlplane down
 
-run: $(STAMP) ## run the scheduler against $$KUBECONFIG (ARGS="--dry-run ..." adds flags)
+run: $(STAMP) ## run the scheduler against $KUBECONFIG (ARGS="--dry-run ..." adds flags)
 	$(BIN)/custom-scheduler run $(ARGS)
 
 demo: $(STAMP) controlplane ## SPEC section 11 on a local control plane with two simulated nodes
-	@$(BIN)/python -m custom_scheduler.demo
+	@$(BIN)/python -m tests.demo
 
 bench-planner: $(STAMP) ## plan() speed on generated clusters, written to BENCHMARKS.md
 	$(BIN)/python -m tests.bench.planner
@@ -69,6 +72,18 @@ bench-planner: $(STAMP) ## plan() speed on generated clusters, written to BENCHM
 MINUTES ?= 10
 soak: $(STAMP) controlplane ## random churn for MINUTES (default 10) with a checker; prints the report
 	$(BIN)/python -m tests.soak --minutes $(MINUTES)
+
+LOCK_STAMP := $(VENV)/.installed-lock
+$(LOCK_STAMP): $(STAMP)
+	@echo "==> installing the lock extra (uv, to pin the image's dependencies) into $(VENV)"
+	@$(PIP) install -e '.[dev,lock]'
+	@touch $@
+
+# Python 3.11 on Linux, as the image; every file of each pinned version keeps its hash, so the
+# lock holds for amd64 and arm64 alike.
+lock: $(LOCK_STAMP) ## pin pyproject.toml's runtime dependencies, with hashes, into requirements.lock (the image's)
+	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+	  --python-platform linux --custom-compile-command "make lock" --output-file requirements.lock
 
 IMAGE ?= custom-scheduler:0.1.0
 image: ## build the container image with podman or docker (IMAGE=name:tag)

@@ -1,8 +1,9 @@
 """The command line: `custom-scheduler run` (the scheduler) and `custom-scheduler plan` (one pass, read-only).
 
-Bad input is the user's, not a crash: `plan` on an unreadable file, bad JSON or YAML, or an
-object without the fields it needs exits with status 2 and one line on stderr naming the file
-and the problem, never a traceback.
+Bad input is the user's, not a crash: `plan` on an unreadable file, bad JSON or YAML (a value
+YAML cannot construct, aliases that would multiply the work), or an object without the fields it
+needs exits with status 2 and one line on stderr naming the file and the problem, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import gc
 import itertools
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -25,6 +27,14 @@ from custom_scheduler.settings import DEFAULT_SCHEDULER_NAME, SelectorError, Set
 EXIT_BAD_INPUT = 2
 EXIT_BROKEN_PIPE = 141  # as a filter killed by SIGPIPE exits
 MAX_YAML_DEPTH = 1000
+# YAML aliases share one node, but whatever reads the document walks it once per reference: a
+# few MB of aliases can stand for gigabytes of labels. They may add at most as many nodes as the
+# document has of its own, and ALIAS_ALLOWANCE besides (room for hand-written `<<: *defaults`).
+ALIAS_ALLOWANCE = 100_000
+_EXPANSION_CAP = 10**15  # more nodes than any file holds
+# Where an alias (`*name`) may stand: after a space, a line break, `[`, `{`, `,` or `:`. The
+# regular expression may also find one inside a string (the walk then finds nothing to refuse).
+_ALIAS = re.compile(rb"(?:^|[\s\[{,:])\*[^\s,\[\]{}]")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
@@ -187,13 +197,101 @@ def _read_snapshot(source: str) -> Any:
         raise UsageError(
             f"{name}: neither JSON nor YAML: nested {depth} levels deep (at most {MAX_YAML_DEPTH})"
         )
-    import yaml
+    return _load_yaml(data, name)
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+def _load_yaml(data: bytes, name: str) -> Any:
+    """One YAML document: a timestamp that is no date stays text, as in JSON; aliases are bounded."""
+    import yaml
+    from yaml.constructor import ConstructorError
+
     try:
-        return yaml.load(data, Loader=loader)
+        from yaml import CSafeLoader as Loader  # libyaml: several times faster
+    except ImportError:  # a PyYAML built without libyaml
+        from yaml import SafeLoader as Loader  # type: ignore[assignment]
+
+    class SnapshotLoader(Loader):
+        """SafeLoader whose every construction failure names the node it was at."""
+
+        def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+            try:
+                return super().construct_object(node, deep)
+            # PyYAML's constructors fail so on a value they cannot make: an int of 5,000 digits,
+            # or a value tagged as what it is not (`!!int abc`, `!!bool maybe`).
+            except (ValueError, OverflowError, LookupError, AttributeError, TypeError) as error:
+                problem = str(error).split(";")[0]  # not Python's advice on its own limits
+                if isinstance(error, KeyError):  # it says only the key
+                    problem = f"{node.tag.rsplit(':', 1)[-1]} cannot be {problem}"
+                raise ConstructorError(None, None, problem, node.start_mark) from None
+
+        def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+            # An API object holds timestamps as strings (JSON has no other kind): an impossible
+            # date (2020-13-01) is the text it would be in JSON, not an error, wherever it is.
+            try:
+                return super().construct_yaml_timestamp(node)
+            except (ValueError, AttributeError):  # no such date; no date at all (`!!timestamp soon`)
+                return self.construct_scalar(node)
+
+    SnapshotLoader.add_constructor("tag:yaml.org,2002:timestamp", SnapshotLoader.construct_yaml_timestamp)
+    loader = SnapshotLoader(data)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        if _ALIAS.search(data):  # without an alias every node is there once: nothing to count
+            _refuse_alias_expansion(root, name)
+        return loader.construct_document(root)
     except yaml.YAMLError as yaml_error:
         raise UsageError(f"{name}: neither JSON nor YAML: {_yaml_problem(yaml_error)}") from None
+    finally:
+        loader.dispose()
+
+
+def _refuse_alias_expansion(root: Any, name: str) -> None:
+    """Raise UsageError when aliases make the document contain itself, or stand for too many nodes.
+
+    One walk over the distinct nodes counts what the document holds and what it stands for (each
+    alias counted at the size of what it names): a bomb is refused in about the time it took to
+    parse, before anything walks it once per reference.
+    """
+    from yaml import MappingNode, SequenceNode
+
+    if not isinstance(root, MappingNode | SequenceNode):
+        return
+    expanded: dict[int, int] = {}  # id(collection) -> the nodes it stands for
+    walking: set[int] = set()  # collections whose contents are being walked: the current path
+    scalars = 0
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        if not finished and id(node) in expanded:
+            continue
+        parts = node.value if isinstance(node, SequenceNode) else [p for kv in node.value for p in kv]
+        if finished:
+            walking.discard(id(node))
+            # Capped: a bomb's true count has hundreds of digits; past the cap it is too many anyway.
+            expanded[id(node)] = min(1 + sum(expanded.get(id(p), 1) for p in parts), _EXPANSION_CAP)
+            continue
+        if id(node) in walking:
+            mark = node.start_mark
+            raise UsageError(
+                f"{name}: refused: a YAML alias names a node that contains it "
+                f"(line {mark.line + 1}, column {mark.column + 1})"
+            )
+        walking.add(id(node))
+        stack.append((node, True))
+        for part in parts:
+            if isinstance(part, MappingNode | SequenceNode):
+                stack.append((part, False))
+            else:
+                scalars += 1  # a scalar counts once wherever it is (an aliased one, once per alias)
+    own = len(expanded) + scalars
+    bound = 2 * own + ALIAS_ALLOWANCE
+    if expanded[id(root)] > bound:
+        raise UsageError(
+            f"{name}: refused: its YAML aliases (*name) make its {own:,} nodes stand for more than "
+            f"{bound:,} (aliases may add as many nodes as the file holds, plus {ALIAS_ALLOWANCE:,})"
+        )
 
 
 def _flow_depth(data: bytes) -> int:

@@ -66,6 +66,14 @@ def _split_terms(text: str) -> list[str]:
     return terms
 
 
+def _quoted(term: str, limit: int = 60) -> str:
+    """A term for an error message: quoted, and cut when long (a selector may be any length)."""
+    term = term.strip()
+    if len(term) <= limit:
+        return repr(term)
+    return f"{term[:limit]!r}... ({len(term):,} characters)"
+
+
 def parse_selector(text: str) -> Selector:
     """Parse `a=b,c!=d,e in (x,y),f notin (z),g,!h`; raise SelectorError naming the bad term."""
     if not text.strip():
@@ -75,7 +83,7 @@ def parse_selector(text: str) -> Selector:
         if m := _SET_RE.match(term):
             values = frozenset(v.strip() for v in m.group(3).split(",") if v.strip())
             if not values:
-                raise SelectorError(f"label selector term {term.strip()!r} lists no values")
+                raise SelectorError(f"label selector term {_quoted(term)} lists no values")
             requirements.append(Requirement(m.group(1), m.group(2), values))
         elif m := _EQ_RE.match(term):
             op = "notin" if m.group(2) == "!=" else "in"
@@ -83,7 +91,7 @@ def parse_selector(text: str) -> Selector:
         elif m := _EXISTS_RE.match(term):
             requirements.append(Requirement(m.group(2), "!exists" if m.group(1) else "exists"))
         else:
-            raise SelectorError(f"label selector term {term.strip()!r} is not valid")
+            raise SelectorError(f"label selector term {_quoted(term)} is not valid")
     return Selector(tuple(requirements), text.strip())
 
 

@@ -2,10 +2,13 @@
 
 The scheduler runs as its own process (`custom-scheduler run`). A churn task creates and deletes
 pods and gangs of mixed priorities, and adds, cordons, uncordons, breaks (NotReady) and removes
-nodes. A checker, reading only the API, counts:
+nodes. A broken node stays NotReady until the churn heals it (KWOK holds it: HOLD_NOT_READY), so
+the scheduler plans around it for seconds, not the tenth of a second KWOK would leave it; the
+report says for how long, in node-seconds. A checker, reading only the API, counts:
 
 - two of our pods on one node (a nominee bound while its victim is still there counts);
-- a gang we started below its min-available (bound members fewer than it needs, for 5 s);
+- a gang we started below its min-available (bound members, not terminating, fewer than it
+  needs, for 5 s);
 - a pending pod with no reason (no PodScheduled message and no nominated node, for 15 s);
 - an error in the scheduler's log (level error or critical, or a traceback);
 - the scheduler's RSS growth (sampled; the first sample after a warm-up is the base).
@@ -23,14 +26,15 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from custom_scheduler.controlplane import ControlPlane, kwok_node
 from custom_scheduler.kube import Kube, connect
+from tests.harness.controlplane import HOLD_NOT_READY, ControlPlane, kwok_node
 
 NS = "soak"
 LABEL = ("soak", "yes")
@@ -48,6 +52,10 @@ class Report:
     examples: dict[str, str] = field(default_factory=dict)
     rss_kib: list[int] = field(default_factory=list)
     bound: int = 0
+    checks: int = 0
+    checks_with_not_ready: int = 0  # checks that saw at least one soak node NotReady
+    not_ready_seconds: float = 0.0  # node-seconds NotReady, as the checks saw them
+    most_not_ready: int = 0  # the most soak nodes NotReady at once
 
     def violate(self, kind: str, example: str) -> None:
         """Count one violation (the first of each kind is kept as an example)."""
@@ -71,6 +79,8 @@ class Report:
         lines = [
             f"Soak of {self.seconds:.0f} s: {sum(self.actions.values())} churn actions "
             f"({', '.join(f'{k} {v}' for k, v in sorted(self.actions.items()))}); {self.bound} binds.",
+            f"Nodes NotReady: {self.not_ready_seconds:.0f} node-seconds, at most {self.most_not_ready} "
+            f"at once; {self.checks_with_not_ready} of {self.checks} checks saw one.",
             "",
             "| violation | count |",
             "| --- | ---: |",
@@ -106,6 +116,7 @@ class Churn:
         self.kube, self.rng, self.report = kube, rng, report
         self.serial = 0
         self.nodes: list[str] = []
+        self.not_ready: set[str] = set()  # broken by `not_ready`, until `ready` heals them
         self.singles: list[str] = []
         self.gangs: dict[str, list[str]] = {}
         self.deleting_gangs: set[str] = set()
@@ -120,6 +131,30 @@ class Churn:
         status, _ = await self.kube.call("POST", "/api/v1/nodes", kwok_node(name, labels=dict([LABEL])))
         if status in (200, 201):
             self.nodes.append(name)
+
+    async def break_node(self, node: str) -> None:
+        """NotReady until healed: KWOK is told to hold it first, else it makes it Ready at once."""
+        hold = {"metadata": {"annotations": {HOLD_NOT_READY: "soak"}}}
+        await self.kube.call(
+            "PATCH", f"/api/v1/nodes/{node}", hold, content_type="application/merge-patch+json"
+        )
+        conditions = {"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "Soak"}]}}
+        status, _ = await self.kube.call(
+            "PATCH",
+            f"/api/v1/nodes/{node}/status",
+            conditions,
+            content_type="application/strategic-merge-patch+json",
+        )
+        if status == 200:
+            self.not_ready.add(node)
+
+    async def heal_node(self, node: str) -> None:
+        """Let KWOK make it Ready again, as a kubelet that comes back."""
+        release = {"metadata": {"annotations": {HOLD_NOT_READY: None}}}
+        await self.kube.call(
+            "PATCH", f"/api/v1/nodes/{node}", release, content_type="application/merge-patch+json"
+        )
+        self.not_ready.discard(node)
 
     async def step(self) -> None:
         """One random action."""
@@ -169,18 +204,13 @@ class Churn:
             await self.kube.call(
                 "PATCH", f"/api/v1/nodes/{node}", patch, content_type="application/merge-patch+json"
             )
-        elif action in ("not_ready", "ready") and self.nodes:
-            node = rng.choice(self.nodes)
-            ready = "True" if action == "ready" else "False"
-            conditions = {"status": {"conditions": [{"type": "Ready", "status": ready, "reason": "Soak"}]}}
-            await self.kube.call(
-                "PATCH",
-                f"/api/v1/nodes/{node}/status",
-                conditions,
-                content_type="application/strategic-merge-patch+json",
-            )
+        elif action == "not_ready" and len(self.not_ready) < len(self.nodes) // 2:
+            await self.break_node(rng.choice([n for n in self.nodes if n not in self.not_ready]))
+        elif action == "ready" and self.not_ready:
+            await self.heal_node(rng.choice(sorted(self.not_ready)))
         elif action == "remove_node" and len(self.nodes) > 4:
             node = self.nodes.pop(rng.randrange(len(self.nodes)))
+            self.not_ready.discard(node)
             await self.kube.call("DELETE", f"/api/v1/nodes/{node}")
         else:
             return
@@ -190,14 +220,18 @@ class Churn:
 class Checker:
     """Reads the API and counts violations; partial states must last to count (binds are concurrent)."""
 
-    def __init__(self, kube: Kube, report: Report, churn: Churn) -> None:
-        self.kube, self.report, self.churn = kube, report, churn
+    def __init__(
+        self, kube: Kube, report: Report, churn: Churn, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.kube, self.report, self.churn, self.clock = kube, report, churn, clock
         self.since: dict[str, float] = {}
         self.bound: set[str] = set()
+        self.last_check: float | None = None
+        self.last_not_ready = 0  # soak nodes NotReady at the last check
 
     def _lasting(self, key: str, bad: bool, seconds: float) -> bool:
         """True once `bad` has held for `seconds` (counted once per episode)."""
-        now = time.monotonic()
+        now = self.clock()
         if not bad:
             self.since.pop(key, None)
             return False
@@ -207,8 +241,32 @@ class Checker:
             return True
         return False
 
+    async def count_not_ready(self) -> None:
+        """Add the time since the last check, times the nodes NotReady then, to the report."""
+        status, body = await self.kube.call(
+            "GET", "/api/v1/nodes", query=[("labelSelector", "=".join(LABEL))]
+        )
+        if status != 200:
+            return
+        now, report = self.clock(), self.report
+        if self.last_check is not None:
+            report.not_ready_seconds += self.last_not_ready * (now - self.last_check)
+        not_ready = [
+            n
+            for n in body.get("items") or []
+            if not any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in (n.get("status") or {}).get("conditions") or []
+            )
+        ]
+        self.last_check, self.last_not_ready = now, len(not_ready)
+        report.checks += 1
+        report.checks_with_not_ready += bool(not_ready)
+        report.most_not_ready = max(report.most_not_ready, len(not_ready))
+
     async def check(self) -> None:
         """One look at the cluster."""
+        await self.count_not_ready()
         status, body = await self.kube.call("GET", f"/api/v1/namespaces/{NS}/pods")
         if status != 200:
             return
@@ -227,7 +285,9 @@ class Checker:
             if node and phase not in ("Succeeded", "Failed"):
                 on_node[node].append(name)
                 self.bound.add(name)
-                if gang:
+                # A member on its way out (its gang preempted whole) started nothing: it may
+                # linger, on a node the churn removed, long after the rest of its gang is gone.
+                if gang and not p["metadata"].get("deletionTimestamp"):
                     gang_bound[gang] += 1
             if not node and not p["metadata"].get("deletionTimestamp"):
                 created = p["metadata"]["creationTimestamp"]

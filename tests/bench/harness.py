@@ -25,8 +25,8 @@ from typing import Any
 
 import anyio
 
-from custom_scheduler.controlplane import ControlPlane, Process, bin_dir, free_port, kwok_node
 from custom_scheduler.kube import Kind, Kube, connect
+from tests.harness.controlplane import ControlPlane, Process, bin_dir, free_port, kwok_node
 
 NS = "bench"
 CREATE_CONCURRENCY = 100

@@ -19,12 +19,12 @@ from urllib.parse import quote
 import anyio
 import yaml
 
-from custom_scheduler.controlplane import ControlPlane, kwok_node
 from custom_scheduler.kube import Kube
 from custom_scheduler.model import GROUP_NAME, MIN_AVAILABLE, Plan
 from custom_scheduler.reconciler import PassStats
 from custom_scheduler.service import run_scheduler
 from custom_scheduler.settings import Settings, parse_selector
+from tests.harness.controlplane import ControlPlane, kwok_node
 
 T = TypeVar("T")
 PAUSE = "registry.k8s.io/pause:3.10"

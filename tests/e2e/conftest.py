@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 import pytest_asyncio
 
-from custom_scheduler.controlplane import ControlPlane, ControlPlaneError, missing_binaries
 from custom_scheduler.kube import connect
 from tests.e2e.cluster import Cluster, unique
+from tests.harness.controlplane import ControlPlane, ControlPlaneError, missing_binaries
 
 CI = os.environ.get("CI") == "true"
 TEST_LABEL = "custom-scheduler.dev/test"

@@ -7,11 +7,11 @@ from typing import Any
 
 import anyio
 
-from custom_scheduler.controlplane import ControlPlane
 from custom_scheduler.kube import connect
 from custom_scheduler.model import ANNOTATION_PREFIX, GROUP_NAME, MIN_AVAILABLE
 from tests.e2e.cluster import Cluster, condition, node_of, own_control_plane, phase, unique
 from tests.e2e.conftest import NodeFactory
+from tests.harness.controlplane import ControlPlane
 
 
 def _reason(pod: dict[str, Any] | None) -> str:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import anyio
 
-from custom_scheduler.controlplane import ControlPlane
 from tests.e2e.cluster import Cluster, condition, node_of
 from tests.e2e.conftest import NodeFactory
+from tests.harness.controlplane import REPO, ControlPlane
 
 
 async def test_live_plan_prints_a_pass_and_changes_nothing(
@@ -37,13 +39,17 @@ async def test_live_plan_prints_a_pass_and_changes_nothing(
 
 def test_make_demo_plays_both_scenarios(control_plane: ControlPlane) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "custom_scheduler.demo"],
+        [sys.executable, "-m", "tests.demo"],  # as `make demo` runs it
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+        cwd=REPO,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "result: neither Job pod is bound" in done.stdout
     assert "result: the low pod is gone" in done.stdout
     assert "custom-scheduler stopped on SIGTERM, exit status 0" in done.stdout
+    # The scheduler's log is this run's own file, named in the account.
+    log = re.search(r"logging JSON lines to (\S+custom-scheduler-demo-\S+\.log)", done.stdout)
+    assert log and '"event": "pod_bound"' in Path(log[1]).read_text(), done.stdout[-2000:]

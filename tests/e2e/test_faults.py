@@ -22,12 +22,12 @@ import structlog
 
 from custom_scheduler import convert
 from custom_scheduler.cache import Cache
-from custom_scheduler.controlplane import ControlPlane
 from custom_scheduler.kube import connect
 from custom_scheduler.reconciler import Reconciler
 from custom_scheduler.settings import Settings, parse_selector
 from tests.e2e.cluster import Cluster, condition, node_of, own_control_plane, phase
 from tests.e2e.conftest import NodeFactory
+from tests.harness.controlplane import ControlPlane
 
 LOW, HIGH = "fault-low", "fault-high"
 

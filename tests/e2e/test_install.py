@@ -19,12 +19,12 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from custom_scheduler.controlplane import REPO, ControlPlane, bin_dir
 from custom_scheduler.kube import ApiError, connect
 from custom_scheduler.service import run_scheduler
 from custom_scheduler.settings import Settings, parse_selector
 from tests.e2e.cluster import Cluster, condition, node_of, phase, service_account_kubeconfig, unique
 from tests.e2e.conftest import NodeFactory
+from tests.harness.controlplane import REPO, ControlPlane, bin_dir
 
 ROLES = {d["kind"]: d for d in yaml.safe_load_all((REPO / "manifests" / "rbac.yaml").read_text())}
 RULES = [(kind, i) for kind in ("ClusterRole", "Role") for i in range(len(ROLES[kind]["rules"]))]
@@ -155,6 +155,64 @@ async def test_the_service_account_can_do_everything_the_scheduler_does(
     deployment = await cluster.get(f"/apis/apps/v1/namespaces/{sched_ns}/deployments/custom-scheduler")
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "custom-scheduler"
+
+
+async def test_the_replicas_spread_and_a_drain_takes_one_at_a_time(
+    installed: tuple[str, Path], cluster: Cluster, nodes: NodeFactory
+) -> None:
+    sched_ns, _ = installed
+    deployment = await cluster.get(f"/apis/apps/v1/namespaces/{sched_ns}/deployments/custom-scheduler")
+    template = deployment["spec"]["template"]
+    terms = template["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert [t["podAffinityTerm"]["topologyKey"] for t in terms] == ["kubernetes.io/hostname"]
+    assert (
+        terms[0]["podAffinityTerm"]["labelSelector"]["matchLabels"].items()
+        <= template["metadata"]["labels"].items()
+    )
+
+    # No kube-scheduler runs here: place the Deployment's two pods on two nodes by hand.
+    (first, second), _ = await nodes(2)
+
+    async def replicas() -> list[dict[str, Any]] | None:
+        pods = [p for p in await cluster.pods(sched_ns) if not p["metadata"].get("deletionTimestamp")]
+        return pods if len(pods) == 2 else None
+
+    pods = await cluster.wait_for(replicas, what="the Deployment's two pods")
+    names = [p["metadata"]["name"] for p in pods]
+    for name, node in zip(names, (first, second), strict=True):
+        status, body = await cluster.request(
+            "POST",
+            f"/api/v1/namespaces/{sched_ns}/pods/{name}/binding",
+            {
+                "apiVersion": "v1",
+                "kind": "Binding",
+                "metadata": {"name": name},
+                "target": {"kind": "Node", "name": node},
+            },
+        )
+        assert status == 201, body
+    budget_path = f"/apis/policy/v1/namespaces/{sched_ns}/poddisruptionbudgets/custom-scheduler"
+
+    async def both_healthy() -> dict[str, Any] | None:
+        budget = await cluster.get(budget_path) or {}
+        status = budget.get("status") or {}
+        return budget if (status.get("expectedPods"), status.get("currentHealthy")) == (2, 2) else None
+
+    budget = await cluster.wait_for(both_healthy, deadline=60, what="the budget to count both replicas Ready")
+    assert budget["spec"]["minAvailable"] == 1
+    evictions = []
+    for name in names:
+        status, _ = await cluster.request(
+            "POST",
+            f"/api/v1/namespaces/{sched_ns}/pods/{name}/eviction",
+            {
+                "apiVersion": "policy/v1",
+                "kind": "Eviction",
+                "metadata": {"name": name, "namespace": sched_ns},
+            },
+        )
+        evictions.append(status)
+    assert evictions == [201, 429]  # the second waits until a replacement runs
 
 
 @pytest.mark.parametrize("dropped", RULES, ids=[_rule_id(r) for r in RULES])

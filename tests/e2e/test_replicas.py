@@ -17,9 +17,9 @@ from pathlib import Path
 import aiohttp
 import pytest_asyncio
 
-from custom_scheduler.controlplane import ControlPlane, free_port
 from tests.e2e.cluster import Cluster, node_of
 from tests.e2e.conftest import NodeFactory
+from tests.harness.controlplane import ControlPlane, free_port
 
 
 @dataclass

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from pathlib import Path
 from typing import Any, cast
 
@@ -10,10 +12,10 @@ import aiohttp
 from kubernetes_asyncio import client, config
 
 from custom_scheduler import convert
-from custom_scheduler.controlplane import ControlPlane
 from custom_scheduler.kube import Outcome, connect
 from tests.e2e.cluster import Cluster, node_of, phase, service_account_kubeconfig
 from tests.e2e.conftest import NodeFactory
+from tests.harness.controlplane import REPO, ControlPlane, bin_dir
 
 
 async def test_a_created_node_becomes_ready(nodes: NodeFactory, cluster: Cluster) -> None:
@@ -140,3 +142,20 @@ async def test_a_service_account_without_rights_is_forbidden(
     async with connect(str(kubeconfig), None) as kube:
         status, body = await kube.call("GET", "/api/v1/pods")
     assert status == 403, body
+
+
+def test_the_binaries_know_their_release(control_plane: ControlPlane) -> None:
+    pinned = re.search(r"k8s\.io/kubernetes (v\S+)", (REPO / "hack" / "controlplane" / "go.mod").read_text())
+    assert pinned
+    done = subprocess.run(
+        [str(bin_dir() / "kubectl"), f"--kubeconfig={control_plane.kubeconfig}", "version", "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr  # it cannot parse v0.0.0-master+$Format:%H$
+    versions = json.loads(done.stdout)
+    assert versions["clientVersion"]["gitVersion"] == versions["serverVersion"]["gitVersion"] == pinned[1]
+    assert (versions["serverVersion"]["major"], versions["serverVersion"]["minor"]) == tuple(
+        pinned[1].lstrip("v").split(".")[:2]
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from custom_scheduler.controlplane import ControlPlane
 from tests.e2e.cluster import own_control_plane
+from tests.harness.controlplane import ControlPlane
 from tests.soak import soak
 
 
@@ -15,3 +15,6 @@ async def test_a_short_soak_has_no_violations(control_plane: ControlPlane, tmp_p
     assert report.bound > 10, report.markdown()
     assert sum(report.actions.values()) > 100, report.markdown()
     assert not report.violations, report.markdown()
+    # A broken node stays NotReady until the churn heals it: here some 100 node-seconds; when KWOK
+    # healed it 0.1 s later, 3.
+    assert report.actions["not_ready"] > 0 and report.not_ready_seconds > 20, report.markdown()

@@ -323,6 +323,143 @@ def test_a_bad_selector_is_one_line_naming_the_flag(
     assert_one_line(code, out, err, "custom-scheduler: --node-selector: ", problem)
 
 
+@pytest.mark.parametrize(
+    "selector",
+    [
+        "a in (b" + ",c" * 50_000,  # unclosed: the rest of the argument is one term
+        "ok=1," + "=" * 100_000,
+        "k" * 100_000,
+    ],
+)
+def test_a_huge_bad_selector_is_quoted_in_part(capsys: pytest.CaptureFixture[str], selector: str) -> None:
+    code, out, err = run(
+        capsys, "plan", "--snapshot", str(DATA / "demo-two.json"), "--node-selector", selector
+    )
+    term = selector.removeprefix("ok=1,")
+    assert_one_line(code, out, err, "custom-scheduler: --node-selector: ", f"term {term[:60]!r}... (")
+    assert len(err) < 200, err
+
+
+# -- YAML that parses, but to what ------------------------------------------------------------
+
+
+def yaml_of(doc: object, **raw: str) -> str:
+    """`doc` as YAML, each placeholder value `@name` replaced by raw YAML text (unquoted)."""
+    text = yaml.safe_dump(doc, sort_keys=False)
+    for name, value in raw.items():
+        text = text.replace(f"'@{name}'", value)
+    return text
+
+
+def test_an_impossible_date_is_text_as_in_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `2020-13-01` unquoted is a YAML timestamp that no calendar has: it stays the text it would be
+    # in JSON, in a field nobody reads as in one the planner reads (an unreadable creation time).
+    p = pod("a")
+    p["metadata"]["creationTimestamp"] = "@date"  # type: ignore[index]
+    doc = cluster(node("n1"), p, node("n2"))
+    doc["metadata"] = {"resourceVersion": "", "seen": "@date", "tagged": "@tagged", "soon": "@soon"}
+    path = tmp_path / "snap.yaml"
+    path.write_text(yaml_of(doc, date="2020-13-01", tagged="!!timestamp 2020-02-30", soon="!!timestamp soon"))
+    as_json = json.loads(
+        json.dumps(doc)
+        .replace("@date", "2020-13-01")
+        .replace("@tagged", "2020-02-30")
+        .replace("@soon", "soon")
+    )
+    assert plan_of(capsys, str(path)) == plan_of(capsys, write(tmp_path, as_json))
+    assert plan_of(capsys, str(path))["binds"] == [{"pod": "default/a", "node": "n1"}]
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("!!int abc", "invalid literal for int() with base 10: 'abc' (line 3, column 4)"),
+        ("!!float abc", "could not convert string to float: 'abc' (line 3, column 4)"),
+        ("!!bool maybe", "bool cannot be 'maybe' (line 3, column 4)"),
+        (
+            "1" * 5000,
+            "Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits "
+            "(line 3, column 4)",
+        ),
+    ],
+)
+def test_a_value_yaml_cannot_construct_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, problem: str
+) -> None:
+    path = tmp_path / "snap.yaml"
+    path.write_text(f"kind: List\nitems: []\nx: {value}\n")
+    code, out, err = run(capsys, "plan", "--snapshot", str(path))
+    assert_one_line(code, out, err, f"custom-scheduler: {path}: neither JSON nor YAML: ", problem)
+
+
+def laughs(levels: int) -> str:
+    """Ten references to the level below, `levels` deep: 10**levels strings in 60 bytes a level."""
+    lines = ['l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def shared_labels(nodes: int, labels: int) -> str:
+    """`nodes` nodes that all name one map of `labels` labels: each node read at its full size."""
+    lines = ["kind: List", "common: &labels {" + ", ".join(f"l{i}: v" for i in range(labels)) + "}", "items:"]
+    lines += [f"- {{kind: Node, metadata: {{name: n{i}, labels: *labels}}}}" for i in range(nodes)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "nodes"),
+    [
+        ("kind: List\nitems: []\n" + laughs(9), "its 33 nodes stand for more than 100,066"),
+        (shared_labels(300, 1000), "its 4,407 nodes stand for more than 108,814"),
+    ],
+    ids=["laughs-in-a-field-never-read", "one-label-map-for-every-node"],
+)
+def test_aliases_that_multiply_the_work_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, nodes: str
+) -> None:
+    path = tmp_path / "snap.yaml"
+    path.write_text(content)
+    code, out, err = run(capsys, "plan", "--snapshot", str(path))
+    assert_one_line(code, out, err, f"custom-scheduler: {path}: refused: its YAML aliases (*name) ", nodes)
+    assert "(aliases may add as many nodes as the file holds, plus 100,000)" in err
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["kind: List\nitems: &i [*i]\n", "kind: List\nitems:\n- &p {kind: Pod, spec: {again: *p}}\n"],
+)
+def test_an_alias_inside_what_it_names_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str
+) -> None:
+    path = tmp_path / "snap.yaml"
+    path.write_text(content)
+    code, out, err = run(capsys, "plan", "--snapshot", str(path))
+    assert_one_line(code, out, err, f"custom-scheduler: {path}: refused: ", "a YAML alias names a node")
+
+
+def test_aliases_written_by_hand_are_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Anchors for what nodes share, a merge key, and a `*` inside a string: within the allowance.
+    path = tmp_path / "snap.yaml"
+    path.write_text(
+        "kind: List\n"
+        "items:\n"
+        "- kind: Node\n"
+        "  metadata: &meta {name: n1, labels: &pool {pool: batch}, annotations: {note: 'a *b'}}\n"
+        "  status: &ready {conditions: [{type: Ready, status: 'True'}]}\n"
+        "- {kind: Node, metadata: {<<: *meta, name: n2, labels: {pool: other}}, status: *ready}\n"
+        "- {kind: Node, metadata: {name: n3, labels: *pool}, status: *ready}\n"
+        "- kind: Pod\n"
+        "  metadata: {name: a, namespace: default, creationTimestamp: 2025-06-01T00:00:00Z}\n"
+        "  spec: {schedulerName: custom-scheduler}\n"
+    )
+    assert plan_of(capsys, str(path), "--node-selector", "pool=batch")["binds"] == [
+        {"pod": "default/a", "node": "n1"}
+    ]
+    assert plan_of(capsys, str(path), "--node-selector", "pool=other")["binds"] == [
+        {"pod": "default/a", "node": "n2"}
+    ]
+
+
 def test_bad_input_through_the_real_entry_point(tmp_path: Path) -> None:
     path = write(tmp_path, {"kind": "List", "items": [{"kind": "Pod", "metadata": {"namespace": "ns"}}]})
     done = subprocess.run(

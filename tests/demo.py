@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,8 +23,8 @@ from typing import Any, TypeVar
 import anyio
 import yaml
 
-from custom_scheduler.controlplane import REPO, ControlPlane, ControlPlaneError, kwok_node
 from custom_scheduler.kube import Kube, connect
+from tests.harness.controlplane import REPO, ControlPlane, ControlPlaneError, kwok_node
 
 EXAMPLES = REPO / "manifests" / "examples"
 T = TypeVar("T")
@@ -239,10 +240,19 @@ async def play(plane: ControlPlane, log: Path) -> None:
         print_log(log)
 
 
+def _new_log() -> str:
+    """A log file of this run's own (two demos at once, or one after another, keep theirs)."""
+    descriptor, path = tempfile.mkstemp(
+        prefix=f"custom-scheduler-demo-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".log"
+    )
+    os.close(descriptor)
+    return path
+
+
 def main() -> int:
     """Run the demo; 0 when both scenarios ended as SPEC says."""
     say("starting the local control plane (etcd, kube-apiserver, kube-controller-manager, KWOK)")
-    log = Path(os.environ.get("DEMO_LOG", "/tmp/custom-scheduler-demo.log"))
+    log = Path(os.environ.get("DEMO_LOG") or _new_log())
     try:
         with ControlPlane() as plane:
             anyio.run(play, plane, log)

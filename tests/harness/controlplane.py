@@ -1,6 +1,7 @@
 """A real local control plane: etcd, kube-apiserver, kube-controller-manager and KWOK as processes.
 
-Used by the end-to-end tests, `make demo`, `make cluster-up` and the benchmarks. The binaries
+Tooling, not product (it is not in the wheel or the image): used by the end-to-end tests,
+`make demo`, `make cluster-up`, the soak and the benchmarks. The binaries
 come from `hack/build.sh` (built once from pinned Go modules into a cache outside the repo).
 Everything listens on free loopback ports, with a temporary directory for etcd's data,
 generated certificates (a CA, the serving certificate, client certificates) and the
@@ -12,8 +13,8 @@ so a stop leaves no process behind; `ControlPlane` is a context manager, and `st
 removes its directory. etcd and kube-apiserver can be stopped and started again on their own
 (for tests of an API server that goes away mid-run).
 
-    python -m custom_scheduler.controlplane up     # start detached; prints `export KUBECONFIG=...`
-    python -m custom_scheduler.controlplane down   # stop it
+    python -m tests.harness.controlplane up     # start detached; prints `export KUBECONFIG=...`
+    python -m tests.harness.controlplane down   # stop it
 """
 
 from __future__ import annotations
@@ -39,8 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # tests/harness/controlplane.py
 KWOK_LABEL = ("custom-scheduler.dev/kwok", "true")
+# A node annotated so stays as its status was last set: KWOK does not make it Ready again (a
+# broken kubelet, for as long as a test wants one). Set it before the status, remove it to heal.
+HOLD_NOT_READY = "custom-scheduler.dev/hold-not-ready"
 CLUSTER_DIR = REPO / ".cluster"
 WORKDIR_PREFIX = "custom-scheduler-cp-"
 OWNER_FILE = "owner.pid"  # the process whose control plane this directory holds
@@ -568,7 +572,7 @@ def _down(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`up` or `down`."""
-    parser = argparse.ArgumentParser(prog="python -m custom_scheduler.controlplane", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.harness.controlplane", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start a control plane in .cluster/ and print the KUBECONFIG line")
     sub.add_parser("down", help="stop the control plane started by `up`")
