@@ -11,8 +11,8 @@ import pytest
 
 from custom_scheduler import convert
 from custom_scheduler.cache import Cache
-from custom_scheduler.informers import Informer, backoff, retryable
-from custom_scheduler.kube import ApiError, Expired, Kind
+from custom_scheduler.informers import Informer, backoff
+from custom_scheduler.kube import ApiError, Expired, Kind, Page, retryable
 
 fake_time = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.looptime]
 
@@ -40,13 +40,17 @@ class ScriptedKube:
         if len(self.calls) >= self.target:
             self.reached.set()
 
-    async def pages(self, kind: Kind) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+    async def pages(self, kind: Kind) -> AsyncIterator[Page]:
         self._called("list", "")
         answer = self.lists.pop(0)
         if isinstance(answer, BaseException):
             raise answer
+        if isinstance(answer, list):  # pages
+            for page in answer:
+                yield page
+            return
         items, rv = answer
-        yield items, rv
+        yield Page(items, rv)
 
     async def watch(self, kind: Kind, rv: str, *, seconds: int) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         self._called("watch", rv)
