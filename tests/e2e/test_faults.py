@@ -115,10 +115,14 @@ async def test_an_eviction_refused_by_a_budget_waits_with_a_reason_then_proceeds
             refusal_said, what="the preemptor to say its eviction was refused"
         )
         assert f"eviction of {namespace}/guarded from node {node} was refused" in refused["message"]
-        assert node_of(await cluster.pod(namespace, "urgent")) == ""
-        assert (await cluster.pod(namespace, "guarded") or {}).get("metadata", {}).get(
-            "deletionTimestamp"
-        ) is None
+        assert "disruption budget" in refused["message"], "the API server's words"
+        urgent = await cluster.pod(namespace, "urgent")
+        assert node_of(urgent) == ""
+        assert "was refused" in condition(urgent, "PodScheduled").get("message", "")
+        guarded = await cluster.pod(namespace, "guarded")
+        assert (guarded or {}).get("metadata", {}).get("deletionTimestamp") is None
+        # A pod that stays is not marked as going (SPEC 6): the mark was taken back.
+        assert condition(guarded, "DisruptionTarget").get("status") != "True"
         await cluster.delete(f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets/guard")
         urgent = await cluster.wait_for(
             lambda: _running(cluster, namespace, "urgent"), what="the preemptor to run once the budget allows"
