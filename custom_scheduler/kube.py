@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import aiohttp
+import aiohttp.abc
 import orjson
 from kubernetes_asyncio import client, config
 
@@ -168,6 +169,34 @@ def outcome_of(status: int, data: bytes) -> Outcome | None:
     if status >= 500:
         return Outcome.FAILED
     return None
+
+
+class _Fenced(aiohttp.BytesPayload):
+    """A request body handed to the socket only while `fence()` says True, checked at that very step.
+
+    aiohttp writes a request (its buffered headers with its body) from a task of its own, in a
+    later turn of the event loop than the call that made it: a process frozen in between (SIGSTOP,
+    a paused VM) would send it on waking, however long after. Here the check and the socket write
+    happen in one step, with nothing that can wait in between. Refused, nothing at all is sent.
+    """
+
+    def __init__(self, value: bytes, fence: Callable[[], bool], content_type: str) -> None:
+        super().__init__(value, content_type=content_type)
+        self._fence = fence
+
+    def _check(self) -> None:
+        if not self._fence():
+            raise NotLeading("a write was not sent: this replica's lease is not known valid")
+
+    async def write(self, writer: aiohttp.abc.AbstractStreamWriter) -> None:
+        self._check()
+        await super().write(writer)
+
+    async def write_with_length(
+        self, writer: aiohttp.abc.AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        self._check()
+        await super().write_with_length(writer, content_length)
 
 
 class Page(NamedTuple):
@@ -337,11 +366,15 @@ class Kube:
         token = await self.configuration.get_api_key_with_prefix("BearerToken")
         if token:
             headers["Authorization"] = token
-        data = None if body is None else orjson.dumps(body)
-        # As late as can be before the request leaves: a replica that stalled (a long pause, a
-        # frozen VM, SIGSTOP) and woke after another took its lease must not write.
-        if fenced and self.fence is not None and not self.fence():
-            raise NotLeading(f"{method} {path} not sent: this replica's lease is not known valid")
+        encoded = None if body is None else orjson.dumps(body)
+        data: bytes | _Fenced | None = encoded
+        # A replica that stalled (a long pause, a frozen VM, SIGSTOP) and woke after another took
+        # its lease must not write: asked now, and again as the bytes go to the socket.
+        if fenced and self.fence is not None:
+            if not self.fence():
+                raise NotLeading(f"{method} {path} not sent: this replica's lease is not known valid")
+            if encoded is not None:
+                data = _Fenced(encoded, self.fence, content_type)
         sent = self.wall()
         response = await self.session.request(
             method,
@@ -373,6 +406,11 @@ class Kube:
             async with response:
                 data = await response.read()
         except _TRANSPORT as error:
+            if self.fence is not None and not self.fence():
+                # The body's own check refused it (aiohttp reports that as a broken connection).
+                raise NotLeading(
+                    f"{method} {path} not sent: this replica's lease is not known valid"
+                ) from error
             return Answer(Outcome.FAILED, 0, cut(f"{type(error).__name__}: {error}", MESSAGE_LIMIT))
         outcome = outcome_of(response.status, data)
         if outcome is None:
