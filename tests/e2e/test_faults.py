@@ -7,23 +7,29 @@ no pod lost, and every waiting pod saying why.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
+import anyio.abc
 import pytest_asyncio
 import structlog
 
 from custom_scheduler import convert
 from custom_scheduler.cache import Cache
 from custom_scheduler.controlplane import ControlPlane
-from custom_scheduler.kube import connect
+from custom_scheduler.informers import Informer
+from custom_scheduler.kube import Kind, Kube, connect, load_configuration, ssl_context
+from custom_scheduler.model import Pod
 from custom_scheduler.reconciler import Reconciler
 from custom_scheduler.settings import Settings, parse_selector
 from tests.e2e.cluster import Cluster, condition, node_of, own_control_plane, phase
@@ -208,8 +214,9 @@ async def test_a_victim_that_never_goes_holds_its_nominee_only_until_the_bound(
         )
 
 
-def _etcd_compact(etcd_url: str) -> int:
-    """Compact etcd to its current revision (through its JSON gateway); the revision."""
+def _etcd_compact(etcd_url: str, *, bump: bool = False) -> int:
+    """Compact etcd to its current revision (through its JSON gateway); the revision. With `bump`,
+    write a key of its own first, so that the compaction passes every revision read so far."""
     key = base64.b64encode(b"/").decode()
 
     def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -218,9 +225,47 @@ def _etcd_compact(etcd_url: str) -> int:
             answer: dict[str, Any] = json.loads(response.read())
             return answer
 
+    if bump:
+        post("/v3/kv/put", {"key": base64.b64encode(b"/test/bump").decode(), "value": key})
     revision = int(post("/v3/kv/range", {"key": key, "limit": 1})["header"]["revision"])
     post("/v3/kv/compaction", {"revision": revision, "physical": True})
     return revision
+
+
+async def test_a_list_whose_continue_token_expires_midway_is_taken_again_whole() -> None:
+    # Without the watch cache, a paged list reads etcd at the first page's revision: compacting
+    # etcd past it expires the continue token (410), as a slow relist of a big cluster meets.
+    async with (
+        own_control_plane("--watch-cache=false") as plane,
+        connect(str(plane.kubeconfig), None) as kube,
+    ):
+        cluster = Cluster(kube)
+        await cluster.create(
+            "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "c"}}
+        )
+        names = [f"p{i}" for i in range(5)]
+        for name in names:
+            await cluster.create_pod("c", name)
+        kube.page_size = 2
+        compacted: list[int] = []
+
+        def convert_and_compact(obj: dict[str, Any]) -> Pod:
+            # While the first page is being read, etcd compacts past the list's revision.
+            if not compacted:
+                compacted.append(_etcd_compact(plane.etcd_url, bump=True))
+            return convert.pod_from_api(obj)
+
+        cache = Cache()
+        kind = Kind("pods", "/api/v1/namespaces/c/pods", "spec.schedulerName=custom-scheduler")
+        informer = Informer(kube, kind, cache.pods, convert_and_compact, lambda: None)
+        with structlog.testing.capture_logs() as logs, anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(informer.run)
+                await informer.synced.wait()
+                tg.cancel_scope.cancel()
+        assert compacted, "etcd was compacted mid-list"
+        assert sorted(p.name for p in cache.pods.items.values()) == names
+        assert [e["dropped"] for e in logs if e["event"] == "list_restarted"] == [2]
 
 
 async def test_an_api_server_restart_and_an_expired_watch_lose_nothing(control_plane: ControlPlane) -> None:
@@ -292,3 +337,86 @@ async def test_a_scheduler_killed_mid_pass_and_restarted_converges(
         await second.wait()
     per_node = Counter(node_of(p) for p in await cluster.pods(namespace) if node_of(p))
     assert sorted(per_node) == sorted(names) and set(per_node.values()) == {1}
+
+
+class SilencingProxy:
+    """A TCP proxy to the API server that can make every connection open now go silent, as a dead
+    peer or a half-open connection does: nothing more reaches the client, no FIN either. A client
+    that writes again on a silenced connection finds it closed (a pooled connection, reused).
+    Connections made later pass normally."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self._open: list[list[bool]] = []  # one flag per connection: silenced
+
+    def silence(self) -> None:
+        """Silence every connection open now."""
+        for flag in self._open:
+            flag[0] = True
+
+    async def serve(self, task_status: anyio.abc.TaskStatus[int]) -> None:
+        """Accept connections until cancelled; reports the port it listens on."""
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
+        await listener.serve(self._link)
+
+    async def _link(self, client: anyio.abc.SocketStream) -> None:
+        # One side closing mid-write ends the link, as it would a real one.
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            await self._pump(client)
+
+    async def _pump(self, client: anyio.abc.SocketStream) -> None:
+        silenced = [False]
+        self._open.append(silenced)
+        async with (
+            client,
+            await anyio.connect_tcp("127.0.0.1", self.upstream_port) as upstream,
+            anyio.create_task_group() as tg,
+        ):
+
+            async def up() -> None:
+                async for data in client:
+                    if silenced[0]:
+                        break  # a silenced connection used again: closed
+                    await upstream.send(data)
+                tg.cancel_scope.cancel()
+
+            async def down() -> None:
+                async for data in upstream:
+                    if not silenced[0]:
+                        await client.send(data)
+                if not silenced[0]:
+                    tg.cancel_scope.cancel()
+
+            tg.start_soon(up)
+            tg.start_soon(down)
+
+
+async def test_a_watch_that_goes_silent_is_given_up_within_a_minute(
+    control_plane: ControlPlane, cluster: Cluster, namespace: str, nodes: NodeFactory
+) -> None:
+    _, label = await nodes(2)
+    upstream = urllib.parse.urlsplit(control_plane.url).port
+    assert upstream is not None
+    proxy = SilencingProxy(upstream)
+    configuration = await load_configuration(str(control_plane.kubeconfig), None)
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(proxy.serve)
+        configuration.host = f"https://127.0.0.1:{port}"
+        connector = aiohttp.TCPConnector(ssl=ssl_context(configuration))
+        with structlog.testing.capture_logs() as logs:
+            async with (
+                aiohttp.ClientSession(connector=connector) as session,
+                Cluster(Kube(configuration, session)).scheduler(namespace, label),
+            ):
+                await cluster.create_pod(namespace, "before")
+                await cluster.wait_for(lambda: _bound(cluster, namespace, "before"), what="a bind before")
+                proxy.silence()  # the watches' connections stay open and say nothing more
+                await cluster.create_pod(namespace, "after")
+                # Seen once the silent pods watch is given up and resumed: within a minute, not 330 s.
+                await cluster.wait_for(
+                    lambda: _bound(cluster, namespace, "after"), deadline=100, what="the pod created after"
+                )
+        tg.cancel_scope.cancel()
+    restarts = [e for e in logs if e["event"] == "watch_restarted" and e["kind"] == "pods"]
+    assert restarts and "Timeout" in restarts[0]["error"], restarts
