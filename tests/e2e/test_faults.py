@@ -420,3 +420,59 @@ async def test_a_watch_that_goes_silent_is_given_up_within_a_minute(
         tg.cancel_scope.cancel()
     restarts = [e for e in logs if e["event"] == "watch_restarted" and e["kind"] == "pods"]
     assert restarts and "Timeout" in restarts[0]["error"], restarts
+
+
+# The scheduler as its own process, its clock 150 s ahead of the API server's (time.time only:
+# what the scheduler reads the wall clock with).
+_AHEAD = (
+    "import runpy, time; _time = time.time; time.time = lambda: _time() + 150; "
+    "runpy.run_module('custom_scheduler', run_name='__main__', alter_sys=True)"
+)
+
+
+async def test_a_scheduler_whose_clock_is_ahead_does_not_judge_a_terminating_victim_stuck(
+    control_plane: ControlPlane, cluster: Cluster, namespace: str, nodes: NodeFactory, classes: None
+) -> None:
+    names, label = await nodes(2)
+    finalizer = "custom-scheduler.dev/holds-on"
+    # "other" first: at equal priority the newest goes first, so "victim" is the one evicted.
+    await cluster.create_pod(namespace, "other", priority_class=LOW, grace=1, node=names[1])
+    await cluster.create_pod(
+        namespace, "victim", priority_class=LOW, grace=1, finalizers=[finalizer], node=names[0]
+    )
+    for name in ("victim", "other"):
+        await cluster.wait_for(functools.partial(_running, cluster, namespace, name), what=f"{name} to run")
+    argv = [
+        sys.executable, "-c", _AHEAD, "run", f"--kubeconfig={control_plane.kubeconfig}",
+        f"--namespace={namespace}", f"--node-selector={label[0]}={label[1]}", "--interval=1",
+    ]  # fmt: skip
+    scheduler = await anyio.open_process(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await cluster.create_pod(namespace, "urgent", priority_class=HIGH)
+
+        async def victim_terminating() -> bool:
+            return bool(
+                ((await cluster.pod(namespace, "victim")) or {}).get("metadata", {}).get("deletionTimestamp")
+            )
+
+        await cluster.wait_for(victim_terminating, what="the victim to be evicted")
+        # Its deletionTimestamp is 1 s away on the server's clock; on the scheduler's own, 149 s
+        # ago, far past the 60 s bound. Measured against the server's time it is not stuck, so
+        # nobody else is evicted meanwhile.
+        with anyio.move_on_after(10.0):
+            while True:
+                other = await cluster.pod(namespace, "other")
+                assert not other["metadata"].get("deletionTimestamp"), (
+                    "a bystander evicted: skew not corrected"
+                )
+                await anyio.sleep(0.2)
+        assert scheduler.returncode is None, "the scheduler is still running"
+    finally:
+        scheduler.terminate()
+        await scheduler.wait()
+        await cluster.request(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/pods/victim",
+            {"metadata": {"finalizers": None}},
+            content_type="application/merge-patch+json",
+        )
