@@ -160,6 +160,11 @@ async def _nominee_moves_on(
             return ((pod or {}).get("status") or {}).get("nominatedNodeName") == names[0]
 
         await cluster.wait_for(nominated, what="the nominee to wait for the slow victim")
+        # kubectl describe shows why it waits, as kube-scheduler's users expect (issue 15).
+        said = [e for e in await cluster.events(namespace, "nominee") if e["reason"] == "Nominated"]
+        assert [e["message"] for e in said] == [
+            f"Nominated to node {names[0]}; waiting for {namespace}/slow to terminate"
+        ]
         await cluster.delete(f"/api/v1/nodes/{names[0]}")
         await cluster.delete(f"/api/v1/namespaces/{namespace}/pods/busy", {"gracePeriodSeconds": 0})
         nominee = await cluster.wait_for(

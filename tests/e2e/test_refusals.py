@@ -108,9 +108,9 @@ async def test_a_refused_bind_is_said_once_shown_on_the_pod_and_not_planned_agai
     cluster: Cluster, namespace: str, nodes: NodeFactory, policy: Any
 ) -> None:
     _, label = await nodes(2)
-    await policy(
-        ["pods/binding"], ["CREATE"], "object.metadata.name != 'refused'", "this pod may not be bound"
-    )
+    # A long answer: what the scheduler writes of it is cut to a sane length.
+    long = "this pod may not be bound" + ", really" * 400
+    await policy(["pods/binding"], ["CREATE"], "object.metadata.name != 'refused'", long)
     await cluster.create_pod(namespace, "refused")
     binding = convert.binding_body(namespace, "refused", "any-node")
     await cluster.wait_for(
@@ -138,7 +138,9 @@ async def test_a_refused_bind_is_said_once_shown_on_the_pod_and_not_planned_agai
     assert "this pod may not be bound" in told["message"] and told["message"].startswith("Binding rejected")
     pod = await cluster.pod(namespace, "refused")
     assert node_of(pod) == ""
-    assert "this pod may not be bound" in condition(pod, "PodScheduled").get("message", "")
+    shown = condition(pod, "PodScheduled").get("message", "")
+    assert "this pod may not be bound" in shown
+    assert len(shown) == len(told["message"]) == convert.MESSAGE_LIMIT < len(long)
     refused = [e for e in logs if e["event"] == "bind_refused"]
     assert len(refused) == 1, refused  # said once, with the API server's words
     assert "this pod may not be bound" in refused[0]["error"]
