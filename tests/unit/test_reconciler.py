@@ -5,6 +5,7 @@ tests/e2e/test_refusals.py.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anyio
@@ -136,3 +137,28 @@ async def test_a_refused_eviction_takes_its_mark_back_and_tells_the_preemptor_on
     ]
     told = [d for v, pod, d in kube.writes if pod == "high" and message in d]
     assert [d.split(":")[0] for d in told] == ["PodScheduled=False", "FailedScheduling"], told
+
+
+async def test_the_loop_stays_free_while_a_pass_plans(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Lease renewals run on the event loop: a long plan must not hold it.
+    import custom_scheduler.reconciler as module
+    from custom_scheduler.planner import plan as real
+
+    def slow_plan(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.5)  # a plan of a large cluster: CPU the loop must not wait for
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "plan", slow_plan)
+    r = reconciler(FakeKube(), node("n1"), pending("a"))
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await anyio.sleep(0.01)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        await r.run_pass()
+        tg.cancel_scope.cancel()
+    assert len(ticks) >= 10, "the loop ran other tasks while the pass planned"
