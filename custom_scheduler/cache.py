@@ -120,7 +120,10 @@ class Cache:
     # -- pods held back after a refused write ----------------------------------------------
 
     def hold_back(self, uid: str, *, now: float) -> float:
-        """A write placing this pod was refused: leave it out of planning for a while; the seconds."""
+        """A write placing (or evicting) this pod was refused: hold it back for a while; the seconds.
+
+        A pending pod held back is left out of planning; a victim's eviction waits.
+        """
         held = self._held.setdefault(uid, _Held())
         held.failures += 1
         delay = min(HOLD_FIRST * 2.0 ** (held.failures - 1), HOLD_MOST)
@@ -130,6 +133,11 @@ class Cache:
     def release(self, uid: str) -> None:
         """A write placing this pod succeeded: no more holding back."""
         self._held.pop(uid, None)
+
+    def holding(self, uid: str, *, now: float) -> bool:
+        """Whether writes about this pod wait until its delay has passed."""
+        held = self._held.get(uid)
+        return held is not None and held.until > now
 
     def held(self, *, now: float) -> list[Pod]:
         """The pending pods held back at `now`."""

@@ -215,7 +215,9 @@ class Reconciler:
         units = _units(result, pods)
         evictions: list[Step] = []
         for e in result.evictions:
-            if units.get(e.preemptor) and units[e.preemptor] <= in_place:
+            if self.cache.holding(pods[e.pod].uid, now=self.clock()):
+                stats.count("eviction_held")  # refused lately (a 500, a policy): tried again later
+            elif units.get(e.preemptor) and units[e.preemptor] <= in_place:
                 evictions.append(lambda e=e: self._evict(e, pods, stats))  # type: ignore[misc]
             else:
                 stats.count("eviction_not_nominated")
@@ -306,6 +308,7 @@ class Reconciler:
             self.metrics.evictions.labels(answer.outcome.value).inc()
         if answer.ok:
             self.cache.assume_evicted(pod.uid, now=self.clock())
+            self.cache.release(pod.uid)
             self._refusals.pop(e.preemptor, None)
             # The Eviction API overwrites the condition's reason with EvictionByEvictionAPI; say
             # again that it was preemption, so the owner can tell why the pod went (absorbed: the
@@ -317,6 +320,9 @@ class Reconciler:
         stats.count(f"eviction_{answer.outcome.value}")
         if answer.outcome is Outcome.NOT_FOUND:
             return  # the victim is gone already: what the eviction was for
+        if answer.outcome in (Outcome.REFUSED, Outcome.FAILED):
+            # Not a budget that may allow it next pass (429): tried again after a growing delay.
+            self.cache.hold_back(pod.uid, now=self.clock())
         if self._refused.first((pod.uid, "eviction", answer.message)):
             log.warning(
                 "eviction_refused",

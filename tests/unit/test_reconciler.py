@@ -162,3 +162,17 @@ async def test_the_loop_stays_free_while_a_pass_plans(monkeypatch: pytest.Monkey
         await r.run_pass()
         tg.cancel_scope.cancel()
     assert len(ticks) >= 10, "the loop ran other tasks while the pass planned"
+
+
+async def test_an_eviction_that_failed_is_tried_again_after_a_growing_delay() -> None:
+    message = (
+        "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
+    )
+    kube = FakeKube({("evict", "low"): Answer(Outcome.FAILED, 500, message)})
+    clock = [100.0]
+    r = reconciler(kube, node("n1"), running("low", on="n1", priority=1), pending("high", priority=10))
+    r.clock = lambda: clock[0]
+    for step in (0.0, 0.5, 0.6, 1.9):  # at 100, 100.5 (held), 101.1 (tried: 1 s passed), 103 (held: 2 s)
+        clock[0] += step
+        await r.run_pass()
+    assert verbs(kube, "evict") == ["low", "low"]
