@@ -280,39 +280,29 @@ class Reconciler:
 
     async def _evict(self, e: Evict, pods: dict[str, Pod], stats: PassStats) -> None:
         kube, pod = self._kube(), pods[e.pod]
-        condition = convert.pod_condition_patch(
-            "DisruptionTarget",
-            "True",
-            "PreemptionByScheduler",
-            f"{self.settings.scheduler_name}: preempting to make room for {e.preemptor}",
-            now(),
+        # The mark DisruptionTarget=True is written only once the eviction is accepted: the API
+        # server sets it itself as it accepts one (reason EvictionByEvictionAPI), before the pod is
+        # deleted, and we then say it was preemption. Marked first, a pod whose eviction a budget
+        # refuses pass after pass would flap between marked and not, and show as going while it
+        # stays (SPEC 6 v2).
+        answer = await kube.evict(
+            pod.namespace, pod.name, convert.eviction_body(pod.namespace, pod.name, None, uid=pod.uid)
         )
-        answer = await kube.patch_status(pod.namespace, pod.name, condition)
-        if answer.ok:
-            answer = await kube.evict(
-                pod.namespace, pod.name, convert.eviction_body(pod.namespace, pod.name, None, uid=pod.uid)
-            )
-            if not answer.ok and answer.outcome is not Outcome.NOT_FOUND:
-                # Refused: take the condition back, so that a pod that stays is not marked as
-                # going (SPEC 6). Its answer is absorbed: the disruption controller also clears a
-                # stale DisruptionTarget, and the next pass tries again.
-                back = convert.pod_condition_patch(
-                    "DisruptionTarget",
-                    "False",
-                    "EvictionRefused",
-                    f"eviction refused: {answer.message}",
-                    now(),
-                )
-                await kube.patch_status(pod.namespace, pod.name, back)
         if self.metrics is not None:
             self.metrics.evictions.labels(answer.outcome.value).inc()
         if answer.ok:
             self.cache.assume_evicted(pod.uid, now=self.clock())
             self.cache.release(pod.uid)
             self._refusals.pop(e.preemptor, None)
-            # The Eviction API overwrites the condition's reason with EvictionByEvictionAPI; say
-            # again that it was preemption, so the owner can tell why the pod went (absorbed: the
-            # pod may be gone already).
+            # Say that it was preemption, so the owner can tell why the pod went (absorbed: the
+            # pod may be gone already, and the server's own mark stands).
+            condition = convert.pod_condition_patch(
+                "DisruptionTarget",
+                "True",
+                "PreemptionByScheduler",
+                f"{self.settings.scheduler_name}: preempting to make room for {e.preemptor}",
+                now(),
+            )
             await kube.patch_status(pod.namespace, pod.name, condition)
             log.info("pod_evicted", pod=e.pod, node=e.node, preemptor=e.preemptor)
             await self.recorder.record(pod, type_="Normal", reason="Preempted", message=e.message)

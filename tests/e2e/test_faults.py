@@ -127,7 +127,7 @@ async def test_an_eviction_refused_by_a_budget_waits_with_a_reason_then_proceeds
         assert "was refused" in condition(urgent, "PodScheduled").get("message", "")
         guarded = await cluster.pod(namespace, "guarded")
         assert (guarded or {}).get("metadata", {}).get("deletionTimestamp") is None
-        # A pod that stays is not marked as going (SPEC 6): the mark was taken back.
+        # A pod that stays is never marked as going (SPEC 6 v2).
         assert condition(guarded, "DisruptionTarget").get("status") != "True"
         await cluster.delete(f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets/guard")
         urgent = await cluster.wait_for(

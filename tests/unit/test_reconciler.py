@@ -116,7 +116,7 @@ async def test_a_pass_that_loses_the_lease_stops_writing_at_once() -> None:
     assert kube.writes == []
 
 
-async def test_a_refused_eviction_takes_its_mark_back_and_tells_the_preemptor_once() -> None:
+async def test_a_refused_eviction_leaves_no_mark_and_tells_the_preemptor_once() -> None:
     message = (
         "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
     )
@@ -131,10 +131,7 @@ async def test_a_refused_eviction_takes_its_mark_back_and_tells_the_preemptor_on
         await anyio.sleep(0.1)
         tg.cancel_scope.cancel()
     marks = [d for v, pod, d in kube.writes if v == "condition" and pod == "low"]
-    assert marks[:2] == [
-        "DisruptionTarget=True: custom-scheduler: preempting to make room for default/high",
-        f"DisruptionTarget=False: eviction refused: {message}",
-    ]
+    assert marks == [], "a pod that stays is never marked as going"
     told = [d for v, pod, d in kube.writes if pod == "high" and message in d]
     assert [d.split(":")[0] for d in told] == ["PodScheduled=False", "FailedScheduling"], told
 
@@ -176,3 +173,13 @@ async def test_an_eviction_that_failed_is_tried_again_after_a_growing_delay() ->
         clock[0] += step
         await r.run_pass()
     assert verbs(kube, "evict") == ["low", "low"]
+
+
+async def test_an_accepted_eviction_is_marked_as_preemption() -> None:
+    kube = FakeKube()
+    r = reconciler(kube, node("n1"), running("low", on="n1", priority=1), pending("high", priority=10))
+    await r.run_pass()
+    assert [(v, d) for v, pod, d in kube.writes if pod == "low"] == [
+        ("evict", ""),
+        ("condition", "DisruptionTarget=True: custom-scheduler: preempting to make room for default/high"),
+    ]
