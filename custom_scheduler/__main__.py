@@ -108,6 +108,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--lease-namespace", default=None, help="the Lease's namespace (default: the pod's own, else default)"
     )
+    # kube-scheduler's flags and defaults. The gap between the lease duration and the renew
+    # deadline is the margin for a write checked just in time to reach the server.
+    run.add_argument(
+        "--leader-elect-lease-duration",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="how long others wait after the leader's last renewal before taking over (default 15)",
+    )
+    run.add_argument(
+        "--leader-elect-renew-deadline",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long after its last renewal the leader stops writing and leading (default 10)",
+    )
+    run.add_argument(
+        "--leader-elect-retry-period",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often to renew, or to try for the lease (default 2)",
+    )
     run.add_argument(
         "--stuck-after",
         type=float,
@@ -149,6 +172,18 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             raise UsageError("--interval must be more than 0 seconds")
         if args.max_concurrency < 1:
             raise UsageError("--max-concurrency must be at least 1")
+        lease, renew, retry = (
+            args.leader_elect_lease_duration,
+            args.leader_elect_renew_deadline,
+            args.leader_elect_retry_period,
+        )
+        # client-go's rules: a renewal can fail and be retried before the deadline, and the
+        # deadline leaves a margin before anyone else may take over.
+        if not lease > renew > 1.2 * retry > 0:
+            raise UsageError(
+                "leader election needs --leader-elect-lease-duration > --leader-elect-renew-deadline "
+                "> 1.2 x --leader-elect-retry-period > 0"
+            )
         extra = {
             "interval": args.interval,
             "max_concurrency": args.max_concurrency,
@@ -158,6 +193,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             "leader_elect": args.leader_elect,
             "lease_name": args.lease_name,
             "lease_namespace": args.lease_namespace,
+            "lease_duration": lease,
+            "renew_deadline": renew,
+            "retry_period": retry,
             "health_port": args.health_port,
             "stuck_after": args.stuck_after,
         }

@@ -4,7 +4,10 @@ Stores hold slim model objects keyed by uid (nodes and classes by name). Each ch
 whether it matters to planning, so the reconciler runs a pass only when something did. Effects
 the scheduler has applied (binds, evictions, nominations) are *assumed* in every snapshot until
 the watch confirms them or they expire, so a pass that runs before the watch catches up never
-plans a pod twice. Time is passed in; the cache reads no clock.
+plans a pod twice. A pending pod whose bind or nomination was refused for a reason that will
+not pass by itself (an admission webhook, a policy) is *held back*: left out of planning for a
+while, 1 s doubling to 60 s, so it is not planned again and again. Time is passed in; the cache
+reads no clock.
 """
 
 from __future__ import annotations
@@ -95,6 +98,15 @@ class _Assumed:
     until: float = 0.0
 
 
+@dataclass(slots=True)
+class _Held:
+    failures: int = 0
+    until: float = 0.0
+
+
+HOLD_FIRST, HOLD_MOST = 1.0, 60.0  # seconds a refused pod is held back: first, and at most
+
+
 class Cache:
     """Nodes, pods and priority classes, plus assumed effects; `snapshot()` is one pass's view."""
 
@@ -104,6 +116,38 @@ class Cache:
         self.classes: Store[PriorityClass] = Store(lambda c: c.name, class_relevant)
         self.assume_ttl = assume_ttl
         self._assumed: dict[str, _Assumed] = {}
+        self._held: dict[str, _Held] = {}
+
+    # -- pods held back after a refused write ----------------------------------------------
+
+    def hold_back(self, uid: str, *, now: float) -> float:
+        """A write placing (or evicting) this pod was refused: hold it back for a while; the seconds.
+
+        A pending pod held back is left out of planning; a victim's eviction waits.
+        """
+        held = self._held.setdefault(uid, _Held())
+        held.failures += 1
+        delay = min(HOLD_FIRST * 2.0 ** (held.failures - 1), HOLD_MOST)
+        held.until = now + delay
+        return delay
+
+    def release(self, uid: str) -> None:
+        """A write placing this pod succeeded: no more holding back."""
+        self._held.pop(uid, None)
+
+    def holding(self, uid: str, *, now: float) -> bool:
+        """Whether writes about this pod wait until its delay has passed."""
+        held = self._held.get(uid)
+        return held is not None and held.until > now
+
+    def held(self, *, now: float) -> list[Pod]:
+        """The pending pods held back at `now`."""
+        pods = self.pods.items
+        return [
+            pod
+            for uid, h in self._held.items()
+            if h.until > now and (pod := pods.get(uid)) is not None and not pod.node_name
+        ]
 
     # -- effects the watch has not confirmed yet ------------------------------------------
 
@@ -143,7 +187,12 @@ class Cache:
             pod = pods.get(uid)
             if pod is None or a.until <= now or self._confirmed(pod, a):
                 del self._assumed[uid]
+        for uid in [uid for uid in self._held if uid not in pods]:
+            del self._held[uid]
         view = list(pods.values())
+        if self._held:
+            held = {p.uid for p in self.held(now=now)}
+            view = [p for p in view if p.uid not in held]
         if self._assumed:
             view = [self._apply(p, self._assumed.get(p.uid)) for p in view]
         return Snapshot(

@@ -43,6 +43,19 @@ _EMPTY: dict[str, Any] = {}
 _timestamps: dict[str, float] = {}
 
 
+# What the scheduler writes into a message (a condition's, an event's) is cut to this many characters:
+# a reason that names 2,000 victims, or an admission policy's long answer, stays readable and small.
+MESSAGE_LIMIT = 1024
+
+
+def cut(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """`text`, or its first `limit` characters ending in "..." (and how many were left out)."""
+    if len(text) <= limit:
+        return text
+    tail = f"... ({len(text) - limit} more characters)"
+    return text[: max(limit - len(tail), 0)] + tail
+
+
 class ConvertError(ValueError):
     """An API object, or a list of them, without what it must have (the message names it)."""
 
@@ -458,7 +471,7 @@ def event_body(
         },
         "type": type_,
         "reason": reason,
-        "message": message[:1024],
+        "message": cut(message),
         "source": {"component": component},
         "reportingComponent": component,
         "reportingInstance": instance,
@@ -477,7 +490,7 @@ def pod_condition_patch(type_: str, status: str, reason: str, message: str, now:
                     "type": type_,
                     "status": status,
                     "reason": reason,
-                    "message": message,
+                    "message": cut(message),
                     "lastTransitionTime": now,
                     "lastProbeTime": None,
                 }

@@ -4,8 +4,11 @@ One loop per kind: list, then watch from the list's resourceVersion for a bounde
 from the last resourceVersion (bookmarks keep it fresh), and relist on 410 Gone. After a broken
 stream or a failed request it waits (with backoff) and resumes from the last resourceVersion,
 as client-go's reflector does; if that version has expired the server says 410 and it relists,
-and after three failures in a row it relists anyway. A request the server rejects for a reason
-other than load (403 Forbidden, say) is not retried: it ends the process with a clear message.
+and after three failures in a row it relists anyway. A stream that stays silent past its length
+plus `kube.WATCH_SLACK` is dead (a half-open connection) and is resumed the same way, within a
+minute. A list whose continue token expires midway is taken again whole (`Kube.pages`). A request
+the server rejects for a reason other than load (403 Forbidden, say) is not retried: it ends the
+process with a clear message.
 """
 
 from __future__ import annotations
@@ -15,26 +18,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import aiohttp
 import anyio
 import structlog
 
 from custom_scheduler.cache import Store
 from custom_scheduler.convert import ConvertError
-from custom_scheduler.kube import ApiError, Expired, Kind, Kube
+from custom_scheduler.kube import WATCH_SECONDS, Expired, Kind, Kube, retryable
 
 T = TypeVar("T")
 log = structlog.get_logger(component="informers")
 
-_RETRYABLE = (aiohttp.ClientError, TimeoutError, ConnectionError)
 RELIST_AFTER_FAILURES = 3
-
-
-def retryable(error: BaseException) -> bool:
-    """Whether a failed list or watch should be tried again rather than end the process."""
-    if isinstance(error, ApiError):
-        return error.status >= 500 or error.status == 429
-    return isinstance(error, _RETRYABLE)
 
 
 def backoff(failures: int) -> float:
@@ -51,7 +45,7 @@ class Informer(Generic[T]):
     store: Store[T]
     convert: Callable[[dict[str, Any]], T]
     on_change: Callable[[], None]
-    watch_seconds: int = 300
+    watch_seconds: int = WATCH_SECONDS
 
     def __post_init__(self) -> None:
         self.synced = anyio.Event()
@@ -69,9 +63,13 @@ class Informer(Generic[T]):
         started = time.perf_counter()
         items: list[T] = []
         resource_version = ""
-        async for page, last in self.kube.pages(self.kind):
-            items.extend(item for obj in page if (item := self._convert(obj)) is not None)
-            resource_version = last
+        async for page in self.kube.pages(self.kind):
+            if page.restart:
+                # The continue token expired midway (etcd compacted): the list was taken again whole.
+                log.info("list_restarted", kind=self.kind.name, dropped=len(items))
+                items.clear()
+            items.extend(item for obj in page.items if (item := self._convert(obj)) is not None)
+            resource_version = page.version
         changed = self.store.replace(items)
         log.info(
             "informer_listed",
@@ -112,6 +110,8 @@ class Informer(Generic[T]):
                 log.info("watch_expired", kind=self.kind.name)
                 self.version = ""
             except Exception as error:
+                # The API server away, overloaded, or a dead stream: resume after a backoff.
+                # Anything else (403: RBAC) ends the process.
                 if not retryable(error):
                     raise
                 failures += 1

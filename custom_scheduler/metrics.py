@@ -78,7 +78,7 @@ class Metrics:
         )
         self.evictions = Counter(
             "scheduler_evictions_total",
-            "Evictions by result: ok, too_many_requests, not_found.",
+            "Evictions by result: ok, too_many_requests, not_found, conflict, refused, failed.",
             ["result"],
             registry=r,
         )

@@ -6,11 +6,23 @@ it changes. What it applies is assumed in the cache until the watch confirms it,
 pass, which may run before the watch catches up, never plans the same pod twice. Events and
 reasons are written in the background (`recorder`): a pass waits only for binds, evictions and
 nominations.
+
+Writes go in two steps (SPEC 6): first nominations, binds and cleared nominations; then the
+evictions of the preemptors whose unit has every nomination in place. A nomination that could
+not be written (refused, a 5xx, a timeout, the lease lost, SIGTERM) evicts nobody, so no victim
+terminates for a preemptor that does not hold its node.
+
+Every write's answer is a value (`kube.Answer`); each is absorbed here, and the code says why.
+A refusal that will not pass by itself is logged once with the API server's message, shown on
+the pod, and the pod is held back from planning for a while (`Cache.hold_back`).
+
+The plan is computed in a worker thread, so that the event loop, which renews the lease, never
+waits behind a long plan; `now` for the plan is the API server's time (from its Date headers),
+since it is compared with timestamps the server wrote.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import time
 from collections.abc import Awaitable, Callable
@@ -22,15 +34,17 @@ import structlog
 
 from custom_scheduler import convert
 from custom_scheduler.cache import Cache
-from custom_scheduler.informers import retryable
-from custom_scheduler.kube import Kube, Outcome
+from custom_scheduler.kube import Answer, Kube, Outcome
 from custom_scheduler.metrics import Metrics
-from custom_scheduler.model import GROUP_NAME, Bind, Evict, Nominate, Plan, Pod
+from custom_scheduler.model import GROUP_NAME, Bind, Evict, Nominate, Plan, Pod, Snapshot, Unschedulable
 from custom_scheduler.planner import plan
 from custom_scheduler.recorder import Reasons, Recorder, now
 from custom_scheduler.settings import Settings
+from custom_scheduler.telemetry import Once
 
 log = structlog.get_logger(component="reconciler")
+
+Step = Callable[[], Awaitable[None]]
 
 
 @dataclass
@@ -76,18 +90,30 @@ class Reconciler:
         self.recorder = Recorder(kube, workers=settings.event_workers)
         self.reasons = Reasons(kube, self.recorder, workers=settings.reason_workers)
         self.passes = 0
+        # Preemptor -> what its condition says about its refused eviction: said once, and kept
+        # on the condition (instead of "nominated ...") while its evictions are refused.
+        self._refusals: dict[str, str] = {}
+        self._refused = Once()  # (pod uid, what was refused, message) already logged
 
-    async def run_pass(self) -> tuple[PassStats, Plan]:
-        """Plan on one snapshot and apply the result; return what was done."""
-        started = time.perf_counter()
-        snapshot = dataclasses.replace(self.cache.snapshot(now=self.clock()), now=time.time())
+    def _plan(self, snapshot: Snapshot) -> Plan:
         # A pass allocates much and keeps little: with the collector paused it does not scan
         # the whole cache (50,000 pods) over and over; it runs once, after the pass.
         gc.disable()
         try:
-            result = plan(snapshot, settings=self.settings)
+            return plan(snapshot, settings=self.settings)
         finally:
             gc.enable()
+
+    async def run_pass(self) -> tuple[PassStats, Plan]:
+        """Plan on one snapshot and apply the result; return what was done."""
+        started = time.perf_counter()
+        snapshot = self.cache.snapshot(now=self.clock())
+        # The planner tells a victim stuck terminating by comparing `now` with its
+        # deletionTimestamp, which the API server wrote: so `now` is the server's time.
+        server_now = self.kube.server_time() if self.kube is not None else time.time()
+        snapshot = Snapshot(snapshot.nodes, snapshot.pods, snapshot.priority_classes, now=server_now)
+        # In a worker thread: the loop goes on renewing the lease and reading watches meanwhile.
+        result = await anyio.to_thread.run_sync(self._plan, snapshot, abandon_on_cancel=True)
         stats = PassStats(
             nodes=len(snapshot.nodes),
             pods=len(snapshot.pods),
@@ -139,47 +165,70 @@ class Reconciler:
                 self.reasons.mark(u.pod, u.reason)
                 log.info("pod_unschedulable", pod=u.pod, reason=u.reason, dry_run=True)
 
-    async def _apply(self, result: Plan, pods: dict[str, Pod], stats: PassStats) -> None:
-        async def guarded(step: Callable[[], Awaitable[None]]) -> None:
-            try:
-                await step()
-            except Exception as error:
-                # The API server away for a moment (restarting, overloaded): the write did
-                # not happen, nothing is assumed, and the next pass plans it again.
-                if not retryable(error):
-                    raise
-                stats.count("write_unavailable")
-                log.warning("write_failed", error=f"{type(error).__name__}: {error}")
+    async def _run(self, steps: list[Step]) -> None:
+        """Run the steps, in order, on at most `max_concurrency` workers.
 
-        nominated = {n.pod for n in result.nominations}
-        bound = {b.pod for b in result.binds}
-        unschedulable = {u.pod for u in result.unschedulable}
-        self.reasons.keep(unschedulable=unschedulable, waiting=unschedulable | nominated)
-        for u in result.unschedulable:
-            self.reasons.report(u, pods[u.pod])
-        # In this order: evictions free nodes, nominations reserve them, binds place pods.
-        steps: list[Callable[[], Awaitable[None]]] = []
-        for e in result.evictions:
-            steps.append(lambda e=e: self._evict(e, pods, stats))  # type: ignore[misc]
-        for n in result.nominations:
-            steps.append(lambda n=n: self._nominate(n, pods[n.pod], stats))  # type: ignore[misc]
-        for b in result.binds:
-            steps.append(lambda b=b: self._bind(b, pods[b.pod], stats))  # type: ignore[misc]
-        for pod in pods.values():
-            if pod.nominated_node and not pod.node_name and pod.key not in nominated and pod.key not in bound:
-                steps.append(lambda pod=pod: self._clear_nomination(pod, stats))  # type: ignore[misc]
-
-        # A fixed set of workers takes the steps in order: a pass of 5,000 binds holds
-        # `max_concurrency` tasks, not 5,000.
+        A fixed set of workers takes the steps: a pass of 5,000 binds holds `max_concurrency`
+        tasks, not 5,000. A step raises only what ends the term or the process (`NotLeading`,
+        `ApiError`): every other answer is a value its step has dealt with.
+        """
         todo = iter(steps)
 
         async def worker() -> None:
             for step in todo:
-                await guarded(step)
+                await step()
 
         async with anyio.create_task_group() as tg:
             for _ in range(min(self.settings.max_concurrency, len(steps))):
                 tg.start_soon(worker)
+
+    async def _apply(self, result: Plan, pods: dict[str, Pod], stats: PassStats) -> None:
+        nominated = {n.pod for n in result.nominations}
+        bound = {b.pod for b in result.binds}
+        unschedulable = {u.pod for u in result.unschedulable}
+        # Pods held back after a refused write are left out of the plan; what they were told stays.
+        held = {p.key for p in self.cache.held(now=self.clock())}
+        self.reasons.keep(unschedulable=unschedulable | held, waiting=unschedulable | nominated | held)
+        for u in result.unschedulable:
+            self.reasons.report(u, pods[u.pod])
+        preemptors = {e.preemptor for e in result.evictions}
+        self._refusals = {k: v for k, v in self._refusals.items() if k in preemptors}
+
+        # 1. What takes no node from anyone: nominations (reserving freed nodes), binds (on free
+        # nodes) and nominations cleared.
+        in_place: set[str] = set()  # pods whose nomination is written (or was already there)
+
+        async def nominate(n: Nominate) -> None:
+            if await self._nominate(n, pods[n.pod], stats):
+                in_place.add(n.pod)
+
+        steps: list[Step] = [lambda n=n: nominate(n) for n in result.nominations]  # type: ignore[misc]
+        steps += [lambda b=b: self._bind(b, pods[b.pod], stats) for b in result.binds]  # type: ignore[misc]
+        for pod in pods.values():
+            if pod.nominated_node and not pod.node_name and pod.key not in nominated and pod.key not in bound:
+                steps.append(lambda pod=pod: self._clear_nomination(pod, stats))  # type: ignore[misc]
+        await self._run(steps)
+
+        # 2. Evictions, for preemptors whose whole unit holds its nominations (SPEC 6): a victim
+        # evicted for a preemptor without one would free a node for nobody, and the next pass
+        # would evict a bystander.
+        units = _units(result, pods)
+        evictions: list[Step] = []
+        for e in result.evictions:
+            if self.cache.holding(pods[e.pod].uid, now=self.clock()):
+                stats.count("eviction_held")  # refused lately (a 500, a policy): tried again later
+            elif units.get(e.preemptor) and units[e.preemptor] <= in_place:
+                evictions.append(lambda e=e: self._evict(e, pods, stats))  # type: ignore[misc]
+            else:
+                stats.count("eviction_not_nominated")
+                log.info(
+                    "eviction_skipped",
+                    pod=e.pod,
+                    node=e.node,
+                    preemptor=e.preemptor,
+                    outcome="nomination_not_written",
+                )
+        await self._run(evictions)
 
     # -- the writes -------------------------------------------------------------------------
 
@@ -187,81 +236,154 @@ class Reconciler:
         assert self.kube is not None
         return self.kube
 
+    def _refused_placing(self, what: str, pod: Pod, answer: Answer, stats: PassStats) -> None:
+        """A bind or nomination of `pod` was not done: absorb the answer, and say why once."""
+        stats.count(f"{what}_{answer.outcome.value}")
+        if answer.outcome is Outcome.FAILED:
+            # The API server away or failing for a moment: nothing is assumed, and the next pass
+            # plans it again.
+            log.warning("write_failed", pod=pod.key, write=what, error=answer.message)
+        elif answer.outcome is Outcome.REFUSED:
+            # Refused for this pod (an admission webhook, a policy): it will not pass by itself.
+            # Held back from planning, with a growing delay, and said once (with the server's words).
+            delay = self.cache.hold_back(pod.uid, now=self.clock())
+            if self._refused.first((pod.uid, what, answer.message)):
+                log.warning(
+                    f"{what}_refused",
+                    pod=pod.key,
+                    status=answer.status,
+                    error=answer.message,
+                    retry_in_s=delay,
+                )
+        else:  # gone, or changed under us: the watch brings the truth
+            log.info(f"{what}_skipped", pod=pod.key, outcome=answer.outcome.value)
+
     async def _bind(self, b: Bind, pod: Pod, stats: PassStats) -> None:
         await self.reasons.settle(b.pod)
-        outcome = await self._kube().bind(
+        answer = await self._kube().bind(
             pod.namespace, pod.name, b.node, convert.binding_body(pod.namespace, pod.name, b.node, pod.uid)
         )
-        if outcome is Outcome.OK:
+        if answer.ok:
             self.cache.assume_bound(pod.uid, b.node, now=self.clock())
+            self.cache.release(pod.uid)
             if self.metrics is not None:
                 self.metrics.bound(pod.creation)
             log.info("pod_bound", pod=b.pod, node=b.node)
             await self.recorder.record(pod, type_="Normal", reason="Scheduled", message=b.message)
-        else:
-            stats.count(f"bind_{outcome.value}")
-            if self.metrics is not None:
-                self.metrics.attempts.labels("error").inc()
-            log.info("bind_skipped", pod=b.pod, node=b.node, outcome=outcome.value)
+            return
+        if self.metrics is not None:
+            self.metrics.attempts.labels("error").inc()
+        self._refused_placing("bind", pod, answer, stats)
+        if answer.outcome is Outcome.REFUSED:
+            # Shown on the pod, in kube-scheduler's words, as its reason for waiting.
+            self.reasons.report(Unschedulable(b.pod, f"Binding rejected: {answer.message}"), pod)
 
     async def _evict(self, e: Evict, pods: dict[str, Pod], stats: PassStats) -> None:
         kube, pod = self._kube(), pods[e.pod]
-        condition = convert.pod_condition_patch(
-            "DisruptionTarget",
-            "True",
-            "PreemptionByScheduler",
-            f"{self.settings.scheduler_name}: preempting to make room for {e.preemptor}",
-            now(),
+        # The mark DisruptionTarget=True is written only once the eviction is accepted: the API
+        # server sets it itself as it accepts one (reason EvictionByEvictionAPI), before the pod is
+        # deleted, and we then say it was preemption. Marked first, a pod whose eviction a budget
+        # refuses pass after pass would flap between marked and not, and show as going while it
+        # stays (SPEC 6 v2).
+        answer = await kube.evict(
+            pod.namespace, pod.name, convert.eviction_body(pod.namespace, pod.name, None, uid=pod.uid)
         )
-        outcome = await kube.patch_status(pod.namespace, pod.name, condition)
-        if outcome is Outcome.OK:
-            outcome = await kube.evict(
-                pod.namespace, pod.name, convert.eviction_body(pod.namespace, pod.name, None, uid=pod.uid)
-            )
         if self.metrics is not None:
-            self.metrics.evictions.labels(outcome.value).inc()
-        if outcome is Outcome.OK:
+            self.metrics.evictions.labels(answer.outcome.value).inc()
+        if answer.ok:
             self.cache.assume_evicted(pod.uid, now=self.clock())
-            # The Eviction API overwrites the condition's reason with EvictionByEvictionAPI; say
-            # again that it was preemption, so the owner can tell why the pod went (404: gone).
+            self.cache.release(pod.uid)
+            self._refusals.pop(e.preemptor, None)
+            # Say that it was preemption, so the owner can tell why the pod went (absorbed: the
+            # pod may be gone already, and the server's own mark stands).
+            condition = convert.pod_condition_patch(
+                "DisruptionTarget",
+                "True",
+                "PreemptionByScheduler",
+                f"{self.settings.scheduler_name}: preempting to make room for {e.preemptor}",
+                now(),
+            )
             await kube.patch_status(pod.namespace, pod.name, condition)
             log.info("pod_evicted", pod=e.pod, node=e.node, preemptor=e.preemptor)
             await self.recorder.record(pod, type_="Normal", reason="Preempted", message=e.message)
             return
-        stats.count(f"eviction_{outcome.value}")
-        log.warning("eviction_refused", pod=e.pod, node=e.node, preemptor=e.preemptor, outcome=outcome.value)
-        preemptor = pods.get(e.preemptor)
-        if outcome is Outcome.TOO_MANY and preemptor is not None:
-            message = (
-                f"eviction of {e.pod} from node {e.node} was refused: a PodDisruptionBudget allows no "
-                "more disruptions now; the next pass tries again"
+        stats.count(f"eviction_{answer.outcome.value}")
+        if answer.outcome is Outcome.NOT_FOUND:
+            return  # the victim is gone already: what the eviction was for
+        if answer.outcome in (Outcome.REFUSED, Outcome.FAILED):
+            # Not a budget that may allow it next pass (429): tried again after a growing delay.
+            self.cache.hold_back(pod.uid, now=self.clock())
+        if self._refused.first((pod.uid, "eviction", answer.message)):
+            log.warning(
+                "eviction_refused",
+                pod=e.pod,
+                node=e.node,
+                preemptor=e.preemptor,
+                outcome=answer.outcome.value,
+                status=answer.status,
+                error=answer.message,
             )
-            await self.recorder.record(preemptor, type_="Warning", reason="FailedScheduling", message=message)
+        preemptor = pods.get(e.preemptor)
+        if preemptor is None:
+            return
+        # Tell the preemptor why it waits (an event and its condition), once per refusal; the next
+        # pass tries again (a budget may allow it then).
+        message = convert.cut(
+            f"eviction of {e.pod} from node {e.node} was refused: {answer.message}; the next pass tries again"
+        )
+        if self._refusals.get(e.preemptor) == message:
+            return
+        self._refusals[e.preemptor] = message
+        patch = convert.pod_condition_patch("PodScheduled", "False", "Unschedulable", message, now())
+        if (await kube.patch_status(preemptor.namespace, preemptor.name, patch)).ok:
+            self.reasons.mark(e.preemptor, message)
+        await self.recorder.record(preemptor, type_="Warning", reason="FailedScheduling", message=message)
 
-    async def _nominate(self, n: Nominate, pod: Pod, stats: PassStats) -> None:
+    async def _nominate(self, n: Nominate, pod: Pod, stats: PassStats) -> bool:
+        """Write the nomination (and the pod's condition) unless in place; whether it is in place."""
         await self.reasons.settle(n.pod)
         patch: dict[str, Any] = {}
         if pod.nominated_node != n.node:
             patch = convert.nomination_patch(n.node)
-        message = n.message
+        # While its evictions are refused, the condition says so rather than "nominated ...".
+        message = self._refusals.get(n.pod) or n.message
         if pod.scheduled_message != message and self.reasons.said(n.pod) != message:
             condition = convert.pod_condition_patch("PodScheduled", "False", "Unschedulable", message, now())
             patch.setdefault("status", {}).update(condition["status"])
         if not patch:
-            return
-        outcome = await self._kube().patch_status(pod.namespace, pod.name, patch)
-        if outcome is not Outcome.OK:
-            stats.count(f"nomination_{outcome.value}")
-            return
+            return True
+        answer = await self._kube().patch_status(pod.namespace, pod.name, patch)
+        if not answer.ok:
+            self._refused_placing("nomination", pod, answer, stats)
+            return False
+        self.cache.release(pod.uid)
         self.reasons.mark(n.pod, message)
         if pod.nominated_node != n.node:
             self.cache.assume_nominated(pod.uid, n.node, now=self.clock())
             log.info("pod_nominated", pod=n.pod, node=n.node, waiting_for=list(n.waiting_for))
+            # kubectl describe shows why the pod is not bound yet, as kube-scheduler's users expect.
+            told = n.message[:1].upper() + n.message[1:]
+            await self.recorder.record(pod, type_="Normal", reason="Nominated", message=told)
+        return True
 
     async def _clear_nomination(self, pod: Pod, stats: PassStats) -> None:
-        outcome = await self._kube().patch_status(pod.namespace, pod.name, convert.nomination_patch(None))
-        if outcome is Outcome.OK:
+        answer = await self._kube().patch_status(pod.namespace, pod.name, convert.nomination_patch(None))
+        if answer.ok:
             self.cache.assume_nominated(pod.uid, "", now=self.clock())
             log.info("nomination_cleared", pod=pod.key, node=pod.nominated_node)
         else:
-            stats.count(f"nomination_{outcome.value}")
+            self._refused_placing("nomination", pod, answer, stats)
+
+
+def _units(result: Plan, pods: dict[str, Pod]) -> dict[str, set[str]]:
+    """Each nominated pod -> the nominated pods of its unit (its gang's, or itself alone).
+
+    A gang's evictions may name any member as their preemptor, and free nodes for the others:
+    all of them must hold their nominations before any victim goes.
+    """
+    gangs: dict[tuple[str, str], set[str]] = {}
+    for n in result.nominations:
+        pod = pods[n.pod]
+        group = pod.annotations.get(GROUP_NAME)
+        gangs.setdefault((pod.namespace, group) if group else (n.pod, ""), set()).add(n.pod)
+    return {member: unit for unit in gangs.values() for member in unit}

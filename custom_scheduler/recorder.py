@@ -13,7 +13,10 @@ asynchronous status updates do, the reconciler hands them over and goes on:
   old reason never lands on a pod after its bind. A cluster with 45,000 waiting pods thus costs a
   pass nothing but the plan.
 
-Both run while this replica leads. Either still holding work when it stops says how much in the log.
+Both run while this replica leads. When a term ends, what they still hold is dropped, and the log
+says how much: a later term must not post an old term's events or reasons. A write refused for one
+pod (an admission webhook that refuses events in one namespace, say) is that pod's problem: it is
+logged once, and the scheduler goes on for everyone else.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ import anyio
 import structlog
 
 from custom_scheduler import convert
-from custom_scheduler.informers import retryable
 from custom_scheduler.kube import Kube, Outcome
 from custom_scheduler.model import Pod, Unschedulable
+from custom_scheduler.telemetry import Once
 
 log = structlog.get_logger(component="recorder")
 
@@ -46,23 +49,16 @@ def now() -> str:
 
 
 async def _run_workers(
-    count: int, work: Callable[[], Coroutine[Any, Any, None]], *, left: Callable[[], int], what: str
+    count: int, work: Callable[[], Coroutine[Any, Any, None]], *, drop: Callable[[], int], what: str
 ) -> None:
-    """`count` tasks running `work` until cancelled; then say how much was `left` undone."""
+    """`count` tasks running `work` until cancelled; then `drop` what is left undone, and say how much."""
     try:
         async with anyio.create_task_group() as tg:
             for _ in range(count):
                 tg.start_soon(work)
     finally:
-        if left():
-            log.warning(f"{what}_unsent", count=left())
-
-
-def _failure(error: Exception) -> str:
-    """A retryable error, for the log; anything else propagates and ends the process."""
-    if not retryable(error):
-        raise error
-    return f"{type(error).__name__}: {error}"
+        if left := drop():
+            log.warning(f"{what}_unsent", count=left)
 
 
 class Recorder:
@@ -73,6 +69,7 @@ class Recorder:
         self.workers = workers
         self.instance = socket.gethostname()
         self._send, self._receive = anyio.create_memory_object_stream[_Entry](capacity)
+        self._refused = Once()
 
     @property
     def queued(self) -> int:
@@ -88,8 +85,17 @@ class Recorder:
         await self._post((pod, type_, reason, message, now()))
 
     async def run(self) -> None:
-        """Post queued events until cancelled."""
-        await _run_workers(self.workers, self._work, left=lambda: self.queued, what="events")
+        """Post queued events until cancelled (the term ends); then drop those still queued."""
+        await _run_workers(self.workers, self._work, drop=self._drop, what="events")
+
+    def _drop(self) -> int:
+        dropped = 0
+        while True:
+            try:
+                self._receive.receive_nowait()
+            except anyio.WouldBlock:
+                return dropped
+            dropped += 1
 
     async def _work(self) -> None:
         async for entry in self._receive:
@@ -108,14 +114,21 @@ class Recorder:
             timestamp=timestamp,
             instance=self.instance,
         )
-        try:
-            outcome = await self.kube.create_event(pod.namespace, body)
-        except Exception as error:
-            # The API server away for a moment: this event is lost; what it told is in the log.
-            log.warning("event_failed", pod=pod.key, reason=reason, error=_failure(error))
-            return
-        if outcome is not Outcome.OK:  # its namespace is going
-            log.debug("event_skipped", pod=pod.key, reason=reason, outcome=outcome.value)
+        answer = await self.kube.create_event(pod.namespace, body)
+        # Absorbed, each for its reason: an event is not retried (what it told is in the log too).
+        if answer.outcome is Outcome.FAILED:  # the API server away for a moment: this event is lost
+            log.warning("event_failed", pod=pod.key, reason=reason, error=answer.message)
+        elif answer.outcome is Outcome.NOT_FOUND:  # its namespace is going
+            log.debug("event_skipped", pod=pod.key, reason=reason, outcome=answer.outcome.value)
+        elif not answer.ok and self._refused.first((pod.namespace, reason, answer.message)):
+            # Refused in this namespace (a webhook, a policy, a quota): said once, not per event.
+            log.warning(
+                "event_refused",
+                pod=pod.key,
+                reason=reason,
+                outcome=answer.outcome.value,
+                error=answer.message,
+            )
 
 
 class Reasons:
@@ -129,6 +142,7 @@ class Reasons:
         self._queue: dict[str, tuple[Pod, Unschedulable]] = {}  # oldest first; one entry a pod
         self._writing: dict[str, anyio.Event] = {}
         self._wake = anyio.Event()
+        self._refused = Once()
 
     @property
     def queued(self) -> int:
@@ -176,10 +190,14 @@ class Reasons:
         reports afresh.
         """
         try:
-            await _run_workers(self.workers, self._work, left=lambda: self.queued, what="reasons")
+            await _run_workers(self.workers, self._work, drop=self._drop, what="reasons")
         finally:
-            self._queue.clear()
             self._said.clear()
+
+    def _drop(self) -> int:
+        dropped = len(self._queue)
+        self._queue.clear()
+        return dropped
 
     async def _work(self) -> None:
         while True:
@@ -203,14 +221,20 @@ class Reasons:
     async def _write(self, pod: Pod, u: Unschedulable) -> None:
         assert self.kube is not None
         patch = convert.pod_condition_patch("PodScheduled", "False", "Unschedulable", u.reason, now())
-        try:
-            outcome = await self.kube.patch_status(pod.namespace, pod.name, patch)
-        except Exception as error:
+        answer = await self.kube.patch_status(pod.namespace, pod.name, patch)
+        if answer.outcome in (Outcome.FAILED, Outcome.TOO_MANY):
             # Not written, not said: the next pass reports it again.
-            log.warning("reason_failed", pod=u.pod, error=_failure(error))
+            log.warning("reason_failed", pod=u.pod, error=answer.message)
             return
-        if outcome is not Outcome.OK:  # the pod is gone, or its namespace
-            log.debug("reason_skipped", pod=u.pod, outcome=outcome.value)
+        if answer.outcome in (Outcome.NOT_FOUND, Outcome.CONFLICT):  # the pod is gone, or its namespace
+            log.debug("reason_skipped", pod=u.pod, outcome=answer.outcome.value)
+            return
+        if not answer.ok:
+            # Refused for this pod (an admission policy on pods/status, say): counted as said, so
+            # that it is tried again when the reason changes (or in a later term), not every pass.
+            self._said[u.pod] = u.reason
+            if self._refused.first((u.pod, answer.message)):
+                log.warning("reason_refused", pod=u.pod, outcome=answer.outcome.value, error=answer.message)
             return
         self._said[u.pod] = u.reason
         log.info("pod_unschedulable", pod=u.pod, reason=u.reason, invalid=u.invalid)

@@ -1,8 +1,10 @@
 """`custom-scheduler run` and live `plan`: the async shell wired together in one task group.
 
 Informers fill the cache and kick the trigger; the reconciler plans and applies; SIGTERM or
-SIGINT cancels the group, so the process exits cleanly between writes. Any unexpected error
-ends the group too, and the process with it (Kubernetes restarts it with a fresh cache).
+SIGINT cancels the group, so the process exits cleanly between writes. An error that concerns
+the scheduler itself (`kube.ApiError`: 401, 403 on its own verbs) ends the group too, and the
+process with it (Kubernetes restarts it with a fresh cache). With leader election, every write
+is fenced by the lease (`Elector.lease_valid`).
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ async def run_scheduler(
     feeds = informers(kube, cache, settings, trigger)
     metrics = metrics or Metrics()
     elector = elector_for(kube, settings, metrics) if settings.leader_elect else None
+    if elector is not None:
+        # No write leaves this replica unless its lease is known valid at that moment.
+        kube.fence = elector.lease_valid
     health = Health(
         stall_after=max(60.0, 10 * settings.interval),
         synced=lambda: all(i.synced.is_set() for i in feeds),

@@ -7,22 +7,28 @@ no pod lost, and every waiting pod saying why.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
+import anyio.abc
 import pytest_asyncio
 import structlog
 
 from custom_scheduler import convert
 from custom_scheduler.cache import Cache
-from custom_scheduler.kube import connect
+from custom_scheduler.informers import Informer
+from custom_scheduler.kube import Kind, Kube, connect, load_configuration, ssl_context
+from custom_scheduler.model import Pod
 from custom_scheduler.reconciler import Reconciler
 from custom_scheduler.settings import Settings, parse_selector
 from tests.e2e.cluster import Cluster, condition, node_of, own_control_plane, phase
@@ -115,10 +121,14 @@ async def test_an_eviction_refused_by_a_budget_waits_with_a_reason_then_proceeds
             refusal_said, what="the preemptor to say its eviction was refused"
         )
         assert f"eviction of {namespace}/guarded from node {node} was refused" in refused["message"]
-        assert node_of(await cluster.pod(namespace, "urgent")) == ""
-        assert (await cluster.pod(namespace, "guarded") or {}).get("metadata", {}).get(
-            "deletionTimestamp"
-        ) is None
+        assert "disruption budget" in refused["message"], "the API server's words"
+        urgent = await cluster.pod(namespace, "urgent")
+        assert node_of(urgent) == ""
+        assert "was refused" in condition(urgent, "PodScheduled").get("message", "")
+        guarded = await cluster.pod(namespace, "guarded")
+        assert (guarded or {}).get("metadata", {}).get("deletionTimestamp") is None
+        # A pod that stays is never marked as going (SPEC 6 v2).
+        assert condition(guarded, "DisruptionTarget").get("status") != "True"
         await cluster.delete(f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets/guard")
         urgent = await cluster.wait_for(
             lambda: _running(cluster, namespace, "urgent"), what="the preemptor to run once the budget allows"
@@ -150,6 +160,11 @@ async def _nominee_moves_on(
             return ((pod or {}).get("status") or {}).get("nominatedNodeName") == names[0]
 
         await cluster.wait_for(nominated, what="the nominee to wait for the slow victim")
+        # kubectl describe shows why it waits, as kube-scheduler's users expect (issue 15).
+        said = [e for e in await cluster.events(namespace, "nominee") if e["reason"] == "Nominated"]
+        assert [e["message"] for e in said] == [
+            f"Nominated to node {names[0]}; waiting for {namespace}/slow to terminate"
+        ]
         await cluster.delete(f"/api/v1/nodes/{names[0]}")
         await cluster.delete(f"/api/v1/namespaces/{namespace}/pods/busy", {"gracePeriodSeconds": 0})
         nominee = await cluster.wait_for(
@@ -204,8 +219,9 @@ async def test_a_victim_that_never_goes_holds_its_nominee_only_until_the_bound(
         )
 
 
-def _etcd_compact(etcd_url: str) -> int:
-    """Compact etcd to its current revision (through its JSON gateway); the revision."""
+def _etcd_compact(etcd_url: str, *, bump: bool = False) -> int:
+    """Compact etcd to its current revision (through its JSON gateway); the revision. With `bump`,
+    write a key of its own first, so that the compaction passes every revision read so far."""
     key = base64.b64encode(b"/").decode()
 
     def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -214,9 +230,47 @@ def _etcd_compact(etcd_url: str) -> int:
             answer: dict[str, Any] = json.loads(response.read())
             return answer
 
+    if bump:
+        post("/v3/kv/put", {"key": base64.b64encode(b"/test/bump").decode(), "value": key})
     revision = int(post("/v3/kv/range", {"key": key, "limit": 1})["header"]["revision"])
     post("/v3/kv/compaction", {"revision": revision, "physical": True})
     return revision
+
+
+async def test_a_list_whose_continue_token_expires_midway_is_taken_again_whole() -> None:
+    # Without the watch cache, a paged list reads etcd at the first page's revision: compacting
+    # etcd past it expires the continue token (410), as a slow relist of a big cluster meets.
+    async with (
+        own_control_plane("--watch-cache=false") as plane,
+        connect(str(plane.kubeconfig), None) as kube,
+    ):
+        cluster = Cluster(kube)
+        await cluster.create(
+            "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "c"}}
+        )
+        names = [f"p{i}" for i in range(5)]
+        for name in names:
+            await cluster.create_pod("c", name)
+        kube.page_size = 2
+        compacted: list[int] = []
+
+        def convert_and_compact(obj: dict[str, Any]) -> Pod:
+            # While the first page is being read, etcd compacts past the list's revision.
+            if not compacted:
+                compacted.append(_etcd_compact(plane.etcd_url, bump=True))
+            return convert.pod_from_api(obj)
+
+        cache = Cache()
+        kind = Kind("pods", "/api/v1/namespaces/c/pods", "spec.schedulerName=custom-scheduler")
+        informer = Informer(kube, kind, cache.pods, convert_and_compact, lambda: None)
+        with structlog.testing.capture_logs() as logs, anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(informer.run)
+                await informer.synced.wait()
+                tg.cancel_scope.cancel()
+        assert compacted, "etcd was compacted mid-list"
+        assert sorted(p.name for p in cache.pods.items.values()) == names
+        assert [e["dropped"] for e in logs if e["event"] == "list_restarted"] == [2]
 
 
 async def test_an_api_server_restart_and_an_expired_watch_lose_nothing(control_plane: ControlPlane) -> None:
@@ -288,3 +342,142 @@ async def test_a_scheduler_killed_mid_pass_and_restarted_converges(
         await second.wait()
     per_node = Counter(node_of(p) for p in await cluster.pods(namespace) if node_of(p))
     assert sorted(per_node) == sorted(names) and set(per_node.values()) == {1}
+
+
+class SilencingProxy:
+    """A TCP proxy to the API server that can make every connection open now go silent, as a dead
+    peer or a half-open connection does: nothing more reaches the client, no FIN either. A client
+    that writes again on a silenced connection finds it closed (a pooled connection, reused).
+    Connections made later pass normally."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self._open: list[list[bool]] = []  # one flag per connection: silenced
+
+    def silence(self) -> None:
+        """Silence every connection open now."""
+        for flag in self._open:
+            flag[0] = True
+
+    async def serve(self, task_status: anyio.abc.TaskStatus[int]) -> None:
+        """Accept connections until cancelled; reports the port it listens on."""
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
+        await listener.serve(self._link)
+
+    async def _link(self, client: anyio.abc.SocketStream) -> None:
+        # One side closing mid-write ends the link, as it would a real one.
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            await self._pump(client)
+
+    async def _pump(self, client: anyio.abc.SocketStream) -> None:
+        silenced = [False]
+        self._open.append(silenced)
+        async with (
+            client,
+            await anyio.connect_tcp("127.0.0.1", self.upstream_port) as upstream,
+            anyio.create_task_group() as tg,
+        ):
+
+            async def up() -> None:
+                async for data in client:
+                    if silenced[0]:
+                        break  # a silenced connection used again: closed
+                    await upstream.send(data)
+                tg.cancel_scope.cancel()
+
+            async def down() -> None:
+                async for data in upstream:
+                    if not silenced[0]:
+                        await client.send(data)
+                if not silenced[0]:
+                    tg.cancel_scope.cancel()
+
+            tg.start_soon(up)
+            tg.start_soon(down)
+
+
+async def test_a_watch_that_goes_silent_is_given_up_within_a_minute(
+    control_plane: ControlPlane, cluster: Cluster, namespace: str, nodes: NodeFactory
+) -> None:
+    _, label = await nodes(2)
+    upstream = urllib.parse.urlsplit(control_plane.url).port
+    assert upstream is not None
+    proxy = SilencingProxy(upstream)
+    configuration = await load_configuration(str(control_plane.kubeconfig), None)
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(proxy.serve)
+        configuration.host = f"https://127.0.0.1:{port}"
+        connector = aiohttp.TCPConnector(ssl=ssl_context(configuration))
+        with structlog.testing.capture_logs() as logs:
+            async with (
+                aiohttp.ClientSession(connector=connector) as session,
+                Cluster(Kube(configuration, session)).scheduler(namespace, label),
+            ):
+                await cluster.create_pod(namespace, "before")
+                await cluster.wait_for(lambda: _bound(cluster, namespace, "before"), what="a bind before")
+                proxy.silence()  # the watches' connections stay open and say nothing more
+                await cluster.create_pod(namespace, "after")
+                # Seen once the silent pods watch is given up and resumed: within a minute, not 330 s.
+                await cluster.wait_for(
+                    lambda: _bound(cluster, namespace, "after"), deadline=100, what="the pod created after"
+                )
+        tg.cancel_scope.cancel()
+    restarts = [e for e in logs if e["event"] == "watch_restarted" and e["kind"] == "pods"]
+    assert restarts and "Timeout" in restarts[0]["error"], restarts
+
+
+# The scheduler as its own process, its clock 150 s ahead of the API server's (time.time only:
+# what the scheduler reads the wall clock with).
+_AHEAD = (
+    "import runpy, time; _time = time.time; time.time = lambda: _time() + 150; "
+    "runpy.run_module('custom_scheduler', run_name='__main__', alter_sys=True)"
+)
+
+
+async def test_a_scheduler_whose_clock_is_ahead_does_not_judge_a_terminating_victim_stuck(
+    control_plane: ControlPlane, cluster: Cluster, namespace: str, nodes: NodeFactory, classes: None
+) -> None:
+    names, label = await nodes(2)
+    finalizer = "custom-scheduler.dev/holds-on"
+    # "other" first: at equal priority the newest goes first, so "victim" is the one evicted.
+    await cluster.create_pod(namespace, "other", priority_class=LOW, grace=1, node=names[1])
+    await cluster.create_pod(
+        namespace, "victim", priority_class=LOW, grace=1, finalizers=[finalizer], node=names[0]
+    )
+    for name in ("victim", "other"):
+        await cluster.wait_for(functools.partial(_running, cluster, namespace, name), what=f"{name} to run")
+    argv = [
+        sys.executable, "-c", _AHEAD, "run", f"--kubeconfig={control_plane.kubeconfig}",
+        f"--namespace={namespace}", f"--node-selector={label[0]}={label[1]}", "--interval=1",
+    ]  # fmt: skip
+    scheduler = await anyio.open_process(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await cluster.create_pod(namespace, "urgent", priority_class=HIGH)
+
+        async def victim_terminating() -> bool:
+            return bool(
+                ((await cluster.pod(namespace, "victim")) or {}).get("metadata", {}).get("deletionTimestamp")
+            )
+
+        await cluster.wait_for(victim_terminating, what="the victim to be evicted")
+        # Its deletionTimestamp is 1 s away on the server's clock; on the scheduler's own, 149 s
+        # ago, far past the 60 s bound. Measured against the server's time it is not stuck, so
+        # nobody else is evicted meanwhile.
+        with anyio.move_on_after(10.0):
+            while True:
+                other = await cluster.pod(namespace, "other")
+                assert not other["metadata"].get("deletionTimestamp"), (
+                    "a bystander evicted: skew not corrected"
+                )
+                await anyio.sleep(0.2)
+        assert scheduler.returncode is None, "the scheduler is still running"
+    finally:
+        scheduler.terminate()
+        await scheduler.wait()
+        await cluster.request(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/pods/victim",
+            {"metadata": {"finalizers": None}},
+            content_type="application/merge-patch+json",
+        )

@@ -54,8 +54,7 @@ async def test_a_pod_bound_through_pods_binding_becomes_running(
     # A second bind of a bound pod is a conflict, an expected outcome of the project's adapter.
     assert (
         await cluster.kube.bind(namespace, "p", node, convert.binding_body(namespace, "p", node))
-        is Outcome.CONFLICT
-    )
+    ).outcome is Outcome.CONFLICT
 
 
 async def _running(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
@@ -96,7 +95,7 @@ async def test_eviction_removes_a_pod_and_a_budget_can_refuse_it(
         await cluster.create_pod(namespace, f"v{i}", node=node, grace=0)
     await cluster.wait_for(lambda: _running(cluster, namespace, "v0"), what="v0 running")
     await cluster.wait_for(lambda: _running(cluster, namespace, "v1"), what="v1 running")
-    assert await cluster.kube.evict(namespace, "v0", convert.eviction_body(namespace, "v0")) is Outcome.OK
+    assert (await cluster.kube.evict(namespace, "v0", convert.eviction_body(namespace, "v0"))).ok
 
     async def gone() -> bool:
         return await cluster.pod(namespace, "v0") is None
@@ -124,9 +123,9 @@ async def test_eviction_removes_a_pod_and_a_budget_can_refuse_it(
         return status.get("observedGeneration") == 1 and status.get("currentHealthy") == 1
 
     await cluster.wait_for(budget_observed, what="the disruption controller to observe the budget")
-    assert (
-        await cluster.kube.evict(namespace, "v1", convert.eviction_body(namespace, "v1")) is Outcome.TOO_MANY
-    )
+    refused = await cluster.kube.evict(namespace, "v1", convert.eviction_body(namespace, "v1"))
+    assert refused.outcome is Outcome.TOO_MANY, refused
+    assert "disruption budget" in refused.message, "the API server's own words come with the answer"
     assert await cluster.pod(namespace, "v1") is not None
 
 

@@ -95,3 +95,19 @@ def test_assumption_about_a_deleted_pod_is_dropped() -> None:
     cache.pods.delete(pod)
     assert cache.snapshot(now=1).pods == ()
     assert cache.assumed == 0
+
+
+def test_a_pod_whose_placing_was_refused_is_held_back_with_a_growing_delay() -> None:
+    cache = Cache()
+    refused, other = builders.pod("refused"), builders.pod("other")
+    cache.pods.replace([refused, other])
+    assert cache.hold_back(refused.uid, now=100.0) == 1.0
+    assert [p.name for p in cache.snapshot(now=100.5).pods] == ["other"]
+    assert [p.name for p in cache.held(now=100.5)] == ["refused"]
+    assert {p.name for p in cache.snapshot(now=101.0).pods} == {"refused", "other"}  # planned again
+    assert cache.hold_back(refused.uid, now=101.0) == 2.0
+    for _ in range(10):
+        delay = cache.hold_back(refused.uid, now=101.0)
+    assert delay == 60.0
+    cache.release(refused.uid)  # placed at last
+    assert {p.name for p in cache.snapshot(now=101.5).pods} == {"refused", "other"}

@@ -11,8 +11,8 @@ import pytest
 
 from custom_scheduler import convert
 from custom_scheduler.cache import Cache
-from custom_scheduler.informers import Informer, backoff, retryable
-from custom_scheduler.kube import ApiError, Expired, Kind
+from custom_scheduler.informers import Informer, backoff
+from custom_scheduler.kube import ApiError, Expired, Kind, Page
 
 fake_time = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.looptime]
 
@@ -40,13 +40,17 @@ class ScriptedKube:
         if len(self.calls) >= self.target:
             self.reached.set()
 
-    async def pages(self, kind: Kind) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+    async def pages(self, kind: Kind) -> AsyncIterator[Page]:
         self._called("list", "")
         answer = self.lists.pop(0)
         if isinstance(answer, BaseException):
             raise answer
+        if isinstance(answer, list):  # pages
+            for page in answer:
+                yield page
+            return
         items, rv = answer
-        yield items, rv
+        yield Page(items, rv)
 
     async def watch(self, kind: Kind, rv: str, *, seconds: int) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         self._called("watch", rv)
@@ -146,10 +150,16 @@ async def test_forbidden_is_not_retried() -> None:
         await make(kube, Cache(), []).run()
 
 
-def test_which_errors_are_retried() -> None:
-    assert retryable(ApiError("GET", "/x", 503, ""))
-    assert retryable(ApiError("GET", "/x", 429, ""))
-    assert not retryable(ApiError("GET", "/x", 403, ""))
-    assert retryable(TimeoutError())
-    assert not retryable(KeyError("bug"))
+def test_backoff_doubles_up_to_ten_seconds() -> None:
     assert [backoff(n) for n in (1, 2, 3, 10)] == [0.2, 0.4, 0.8, 10.0]
+
+
+@fake_time[0]
+@fake_time[1]
+async def test_a_list_taken_again_whole_drops_the_pages_before_it() -> None:
+    cache, kicks = Cache(), list[int]()
+    pages = [Page([node("n1", "5")], ""), Page([node("n2", "5"), node("n3", "5")], "9", restart=True)]
+    kube = ScriptedKube(lists=[pages], watches=[])
+    await run_until(make(kube, cache, kicks), kube, calls=2)
+    assert kube.calls == [("list", ""), ("watch", "9")]
+    assert set(cache.nodes.items) == {"n2", "n3"}

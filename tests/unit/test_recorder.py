@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import aiohttp
 import anyio
 import pytest
+import structlog
 
-from custom_scheduler.kube import ApiError, Outcome
+from custom_scheduler.kube import OK, Answer, ApiError, Outcome
 from custom_scheduler.model import Unschedulable
 from custom_scheduler.recorder import Reasons, Recorder
 from tests.unit import builders
@@ -20,30 +20,32 @@ fake_time = [pytest.mark.asyncio(loop_scope="function"), pytest.mark.looptime]
 class RecordingKube:
     """Takes status patches and events, each after `delay` seconds (fake time); records them."""
 
-    def __init__(self, delay: float = 1.0, fail: BaseException | None = None) -> None:
+    def __init__(self, delay: float = 1.0, fail: BaseException | Answer | None = None) -> None:
         self.delay = delay
         self.fail = fail
         self.writes: list[tuple[str, str, str]] = []  # (what, pod, message)
         self.in_flight = 0
         self.most_in_flight = 0
 
-    async def _take(self, what: str, pod: str, message: str) -> Outcome:
+    async def _take(self, what: str, pod: str, message: str) -> Answer:
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
             await anyio.sleep(self.delay)
+            if isinstance(self.fail, Answer):
+                return self.fail
             if self.fail is not None:
                 raise self.fail
             self.writes.append((what, pod, message))
-            return Outcome.OK
+            return OK
         finally:
             self.in_flight -= 1
 
-    async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> Outcome:
+    async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> Answer:
         condition = patch["status"]["conditions"][0]
         return await self._take("condition", f"{namespace}/{name}", condition["message"])
 
-    async def create_event(self, namespace: str, body: dict[str, Any]) -> Outcome:
+    async def create_event(self, namespace: str, body: dict[str, Any]) -> Answer:
         pod = f"{namespace}/{body['involvedObject']['name']}"
         return await self._take(f"event {body['reason']}", pod, body["message"])
 
@@ -186,7 +188,7 @@ async def test_a_term_that_ends_forgets_what_it_queued_and_said() -> None:
 @fake_time[0]
 @fake_time[1]
 async def test_a_failed_write_is_not_counted_as_said() -> None:
-    kube = RecordingKube(fail=aiohttp.ServerDisconnectedError())
+    kube = RecordingKube(fail=Answer(Outcome.FAILED, 0, "ServerDisconnectedError: Server disconnected"))
     reasons = reasons_for(kube)
     pod = builders.pod("a")
     async with anyio.create_task_group() as tg:
@@ -229,3 +231,51 @@ async def test_events_are_posted_in_order_a_few_at_a_time_and_the_queue_is_bound
         tg.cancel_scope.cancel()
     assert [w[2] for w in kube.writes] == [p.name for p in pods]
     assert kube.most_in_flight == 2
+
+
+@fake_time[0]
+@fake_time[1]
+async def test_events_still_queued_when_a_term_ends_are_dropped_not_posted_by_a_later_term() -> None:
+    kube = RecordingKube(delay=5.0)
+    recorder = Recorder(kube, workers=1)  # type: ignore[arg-type]
+    pods = [builders.pod(f"p{i}") for i in range(4)]
+    with structlog.testing.capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(recorder.run)
+            for pod in pods:
+                await recorder.record(pod, type_="Normal", reason="Scheduled", message=pod.name)
+            await anyio.sleep(1)  # p0's event in flight, three queued
+            tg.cancel_scope.cancel()  # leadership lost
+    assert recorder.queued == 0
+    assert [e["count"] for e in logs if e["event"] == "events_unsent"] == [3]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(recorder.run)  # a later term
+        later = builders.pod("later")
+        await recorder.record(later, type_="Normal", reason="Scheduled", message="later")
+        await until(lambda: len(kube.writes) == 1)
+        await anyio.sleep(30)
+        tg.cancel_scope.cancel()
+    assert [w[2] for w in kube.writes] == ["later"], "nothing of the old term's queue"
+
+
+@fake_time[0]
+@fake_time[1]
+async def test_a_refused_event_or_reason_is_that_pods_problem_logged_once() -> None:
+    refusal = Answer(Outcome.REFUSED, 400, 'admission webhook "no-events" denied the request')
+    kube = RecordingKube(fail=refusal)
+    reasons = reasons_for(kube)
+    pods = [builders.pod(f"p{i}") for i in range(3)]
+    with structlog.testing.capture_logs() as logs:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reasons.recorder.run)
+            tg.start_soon(reasons.run)
+            for _ in range(3):  # three passes
+                for pod in pods:
+                    reasons.report(Unschedulable(pod.key, "no node"), pod)
+                    await reasons.recorder.record(pod, type_="Normal", reason="Scheduled", message="x")
+                await anyio.sleep(10)
+            tg.cancel_scope.cancel()
+    refused = [e for e in logs if e["event"] in ("reason_refused", "event_refused")]
+    # Each pod's reason once (it is not tried again every pass), the namespace's events once.
+    assert sorted(e["event"] for e in refused) == ["event_refused"] + ["reason_refused"] * 3
+    assert all(e["error"] == refusal.message for e in refused)
