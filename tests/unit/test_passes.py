@@ -258,8 +258,8 @@ def check_no_wasted_eviction(history: Sequence[Step], scope: Settings) -> list[s
             if unit == freed.unit:
                 if n in bound:
                     del opened[n]
-            elif priority > freed.priority:
-                del opened[n]  # taken over by a strictly higher unit
+            elif priority > freed.priority or freed.unit in displaced:
+                del opened[n]  # taken over by a strictly higher unit, or given back after one did
             else:
                 problems.append(
                     f"{INV8}: node {n}, freed at t={freed.at:g} by evicting {freed.victim} for "

@@ -382,6 +382,65 @@ def test_no_wasted_eviction_lets_a_gang_evicted_whole_free_nodes_for_anyone() ->
     assert check_no_wasted_eviction([Step(first, evicts), Step(after, done)], SCOPE) == []
 
 
+def test_no_wasted_eviction_excuses_a_unit_displaced_by_a_strictly_higher_one() -> None:
+    """SPEC 6: a unit gives its nominations back when it can no longer be completed. Gang `g` (100)
+    evicts v0 and v1; `top` (1000) takes n0 over; `g` cannot be completed and gives n1 back, which
+    `lo` (5) gets: not a wasted eviction of `g`'s own doing. Without the takeover it is one."""
+    nodes = (node("n0"), node("n1"))
+    gang = [pod(f"g-{j}", priority=100, gang="g", min_available=2) for j in range(2)]
+    first = Snapshot(
+        nodes, (pod("v0", on="n0", priority=0), pod("v1", on="n1", priority=0), *gang, pod("lo", priority=5))
+    )
+    evicts = Plan(
+        nominations=(nominate("g-0", "n0", waiting_for=("v0",)), nominate("g-1", "n1", waiting_for=("v1",))),
+        evictions=(evict("v0", "n0", by="g-0"), evict("v1", "n1", by="g-1")),
+        unschedulable=(Unschedulable("default/lo", "x"),),
+    )
+    held = (
+        pod("g-0", priority=100, gang="g", min_available=2, nominated="n0"),
+        gang[1],
+        pod("lo", priority=5),
+    )
+    top = pod("top", priority=1000, policy=PREEMPT_NEVER, t=1.0)
+    waits = tuple(Unschedulable(f"default/g-{j}", "x") for j in range(2))
+    taken = Plan(binds=(bind("top", "n0"),), unschedulable=(*waits, Unschedulable("default/lo", "x")))
+    given_back = Plan(binds=(bind("lo", "n1"),), unschedulable=waits)
+    run = [
+        Step(first, evicts),
+        Step(Snapshot(nodes, (*held, top), now=5.0), taken),
+        Step(
+            Snapshot(nodes, (*gang, pod("lo", priority=5), pod("top", on="n0", priority=1000)), now=10.0),
+            given_back,
+        ),
+    ]
+    assert check_no_wasted_eviction(run, SCOPE) == []
+    alone = [
+        Step(first, evicts),
+        Step(Snapshot(nodes, held, now=5.0), Plan(binds=(bind("lo", "n1"),), unschedulable=waits)),
+    ]
+    found = check_no_wasted_eviction(alone, SCOPE)
+    assert found and all(f.startswith(INV8) for f in found), found
+
+
+def test_fewest_victims_counts_a_gang_member_that_may_go_alone_as_one() -> None:
+    """SPEC 6: a running gang of 3 with min-available 2 may lose one member and stay whole enough:
+    evicting that one member (1 pod) is fewer than evicting a gang of 2 (2 pods)."""
+    snapshot = Snapshot(
+        tuple(node(f"n{i}") for i in range(5)),
+        (
+            *(pod(f"r-{j}", on=f"n{j}", priority=10, gang="r", min_available=2) for j in range(3)),
+            *(pod(f"s-{j}", on=f"n{3 + j}", priority=10, gang="s", min_available=2) for j in range(2)),
+            pod("p", priority=100),
+        ),
+    )
+    one = Plan(nominations=(nominate("p", "n0"),), evictions=(evict("r-0", "n0", by="p"),))
+    assert check_fewest_victims(snapshot, one, SCOPE) == []
+    two = Plan(
+        nominations=(nominate("p", "n3"),), evictions=(evict("s-0", "n3", by="p"), evict("s-1", "n4", by="p"))
+    )
+    assert check_fewest_victims(snapshot, two, SCOPE)[0].startswith(INV10)
+
+
 def test_run_pass_lets_one_reserving_gang_be_placed_partially_and_no_other() -> None:
     """`check_run_pass` reads SPEC 9.2 with 6a: a gang that has waited `--reserve-after` may hold
     free nodes short of its need; not with reserving off, not before it has waited, not on an
