@@ -212,24 +212,12 @@ class _Pass:
         if where.uniform:
             found = search.find(unit, short, within=scope.within, scope=scope.key)
             return found, dict(zip(free + found.freed, rest, strict=False))
-        # Members that differ: free more nodes until a matching places the unit, then spare the
-        # victims whose nodes the matching does not use.
-        skip: frozenset[int] = frozenset()
-        while True:
-            wanted = short
-            while True:
-                found = search.find(unit, wanted, within=scope.within, skip=skip)
-                assigned = match(rest, sorted(free + found.freed), where.fits)
-                if len(assigned) >= required or found.count < wanted:
-                    break
-                wanted += 1
-            if len(assigned) < required:
-                found.count = min(found.count, short - 1)
-                return found, assigned
-            unused = frozenset(c for c, freed in found.freed_by.items() if not assigned.keys() & set(freed))
-            if not unused:
-                return found, assigned
-            skip |= unused
+        # Members that differ: a matching decides which nodes serve.
+        found = search.find_for_members(unit, rest, free, where.fits, required=required)
+        if found.victims:
+            return found, match(rest, sorted(free + found.freed), where.fits)
+        found.count = min(found.count, short - 1)
+        return found, {}
 
     def _evict(self, unit: Unit, victims: list[Victim], assigned: dict[int, Pod]) -> set[str]:
         """Commit a preemption: evictions in the plan, gangs' counts, nodes left terminating."""

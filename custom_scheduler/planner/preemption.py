@@ -14,16 +14,19 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from custom_scheduler.model import Pod
+from custom_scheduler.model import Constraints, Pod
+from custom_scheduler.planner.matching import match
 from custom_scheduler.planner.nodes import RUNNING_STATES, Nodes, NodeState
 from custom_scheduler.planner.units import Gang, Unit, Workload
 
 S = NodeState
+MAX_EXACT_GANGS = 10  # running gangs at one level judged in every combination (2^10 at most)
 
 
 class Victim(NamedTuple):
@@ -176,6 +179,98 @@ class VictimSearch:
             self._exhausted[moment] = gained
         return Found(count=gained)
 
+    def find_for_members(
+        self,
+        unit: Unit,
+        members: Sequence[Pod],
+        free: Sequence[int],
+        fits: Mapping[Constraints, int],
+        *,
+        required: int,
+    ) -> Found:
+        """Victims so that `required` of `members` (whose constraints differ) can be matched to
+        distinct nodes among `free` and the freed ones, in SPEC 6's order and number.
+
+        Whether a set of nodes serves is a matching, not a count, so a level's choices are
+        judged by the size of the largest matching they allow: every running gang of the level
+        evicted whole or not (each subset, while there are few: an exact answer), then nodes of
+        one pod each (pods outside gangs, then members gangs can spare), newest first, taken
+        while they let one more member in. Choices of lower levels the rest can do without are
+        spared.
+        """
+        union = 0
+        for bits in fits.values():
+            union |= bits
+        usable = self._may_use(unit, union, None)
+
+        def matched(nodes: Iterable[int]) -> int:
+            return len(match(members, sorted(set(nodes)), fits))
+
+        below: list[_Group] = []
+        held = list(free)
+        for priority in self.order:
+            if priority >= unit.priority:
+                break
+            level = self.levels[priority]
+            if not level.bits & usable:
+                continue
+            options = self._options(level, usable)
+            singles = self._singles(level, usable, None, len(level.singles))
+            everything = held + [n for g in singles for n in g.freed]
+            everything += [n for o in options for n in _nodes_of(o.usable)]
+            if matched(everything) < required:
+                below += singles + [self._whole(o, usable) for o in options]
+                held = everything
+                continue
+            best: tuple[tuple[int, int], list[_Group]] | None = None
+            for wholes in _subsets(options, limit=MAX_EXACT_GANGS):
+                chosen = [self._whole(o, usable) for o in wholes]
+                taken = {id(o.at) for o in wholes}
+                # Nodes of one pod each: pods outside gangs (no owner), then every member a gang
+                # could spare (at most its slack of them are taken).
+                ones: list[tuple[_Group, int | None]] = [(g, None) for g in singles]
+                for o in options:
+                    if id(o.at) not in taken and o.spare:
+                        ones += [(g, id(o.at)) for g in self._spares(o, usable, len(o.at.members))]
+                slack = {id(o.at): o.spare for o in options}
+                nodes = held + [n for g in chosen for n in g.freed]
+                have = matched(nodes)
+                # Kinds of node that let no one more in: they never will (a matching's size is
+                # submodular), so one try per kind.
+                useless: set[tuple[bool, ...]] = set()
+                for group, owner in ones:
+                    if have >= required:
+                        break
+                    if owner is not None and not slack[owner]:
+                        continue
+                    kind = tuple(bool(bits >> group.cause & 1) for bits in fits.values())
+                    if kind in useless:
+                        continue
+                    if matched([*nodes, group.cause]) > have:
+                        chosen.append(group)
+                        nodes.append(group.cause)
+                        have += 1
+                        if owner is not None:
+                            slack[owner] -= 1
+                    else:
+                        useless.add(kind)
+                if have < required:
+                    continue
+                outside = {id(g) for g in singles}
+                cost = (sum(g.cost for g in chosen), sum(g.cost for g in chosen if id(g) not in outside))
+                if best is None or cost < best[0]:
+                    best = (cost, chosen)
+            if best is None:
+                break
+            kept = list(below)
+            nodes = [*free, *(n for g in best[1] for n in g.freed)]
+            for group in reversed(below):  # spare what the rest can do without, higher levels first
+                others = [n for g in kept if g is not group for n in g.freed]
+                if matched(nodes + others) >= required:
+                    kept.remove(group)
+            return self._found(kept + best[1])
+        return Found(count=max(matched(held) - matched(free), 0))
+
     # -- the candidates ----------------------------------------------------------------------
 
     def _may_use(self, unit: Unit, within: int | None, moment: tuple[int, int, object] | None) -> int:
@@ -283,6 +378,18 @@ class VictimSearch:
 def _live(pods: Sequence[Pod]) -> list[Pod]:
     """Pods of a node that an eviction would remove (those terminating go anyway), by name."""
     return sorted((p for p in pods if not p.deleting), key=lambda p: p.name)
+
+
+def _subsets(options: list[_Option], *, limit: int) -> Iterable[tuple[_Option, ...]]:
+    """Every subset of the options while they are at most `limit`, fewest first; beyond, the
+    empty one and each one alone (a bound on the work, not an exact answer)."""
+    if len(options) > limit:
+        yield ()
+        for option in options:
+            yield (option,)
+        return
+    for size in range(len(options) + 1):
+        yield from itertools.combinations(options, size)
 
 
 def _nodes_of(bits: int) -> list[int]:

@@ -742,9 +742,6 @@ TWO_GANGS = Snapshot(
 )
 
 
-@pytest.mark.xfail(
-    strict=True, reason="planner: victims are not the fewest at the highest level touched (SPEC 6 v2)"
-)
 @ONE_PASS
 @given(preemption_clusters())
 @example(TWO_GANGS)

@@ -277,9 +277,6 @@ def test_fewest_victims_a_single_rather_than_a_gang_of_the_same_priority() -> No
     )
 
 
-@pytest.mark.xfail(
-    strict=True, reason="planner: victims are not the fewest at the highest level touched (SPEC 6 v2)"
-)
 def test_fewest_victims_the_smaller_gang_when_it_is_enough() -> None:
     """SPEC 6 (v2) and 9.10: `p` (100) needs one node; gang `a` (2 members) and the newer gang `b` (3
     members) are both of priority 10 and go whole: `a` goes (2 pods), and `p` takes its first node."""
@@ -289,9 +286,6 @@ def test_fewest_victims_the_smaller_gang_when_it_is_enough() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True, reason="planner: victims are not the fewest at the highest level touched (SPEC 6 v2)"
-)
 def test_fewest_victims_the_larger_gang_alone_when_the_smaller_is_not_enough() -> None:
     """SPEC 6 (v2) and 9.10: gang `q` (100) needs 3 nodes; gang `a` (2 members, newer) frees too few
     alone, gang `b` (3 members) enough: `b` goes alone (3 pods), not `a` and then `b` (5)."""
