@@ -184,10 +184,13 @@ class Nominate:
     pod: str
     node: str
     waiting_for: tuple[str, ...] = ()
+    reason: str = ""  # set for the nodes a starving unit reserves (SPEC 6a)
 
     @property
     def message(self) -> str:
         """Why the pod is not bound yet, for its PodScheduled condition."""
+        if self.reason:
+            return self.reason
         if self.waiting_for:
             return f"nominated to node {self.node}; waiting for {', '.join(self.waiting_for)} to terminate"
         return f"nominated to node {self.node}; waiting for the rest of its gang's nodes"
@@ -220,6 +223,17 @@ class Unschedulable:
 
 
 @dataclass(frozen=True, slots=True)
+class Reserving:
+    """The unit that reserves nodes as they free up (SPEC 6a): what it holds of its need, and how
+    long it has waited (seconds since its waiting began)."""
+
+    unit: str  # "gang namespace/name" or "pod namespace/name"
+    held: int
+    need: int
+    waited: float
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """What one pass decides. Lists are sorted by pod, so equal plans compare equal."""
 
@@ -227,6 +241,7 @@ class Plan:
     nominations: tuple[Nominate, ...] = ()
     evictions: tuple[Evict, ...] = ()
     unschedulable: tuple[Unschedulable, ...] = ()
+    reserving: Reserving | None = None
 
     def to_json(self) -> dict[str, list[dict[str, str]]]:
         """The plan as SPEC section 10 prints it."""

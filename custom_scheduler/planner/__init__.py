@@ -16,11 +16,21 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import NamedTuple
 
-from custom_scheduler.model import Bind, Constraints, Evict, Nominate, Plan, Pod, Snapshot, Unschedulable
+from custom_scheduler.model import (
+    Bind,
+    Constraints,
+    Evict,
+    Nominate,
+    Plan,
+    Pod,
+    Reserving,
+    Snapshot,
+    Unschedulable,
+)
 from custom_scheduler.planner.filters import Filters
 from custom_scheduler.planner.matching import match
 from custom_scheduler.planner.nodes import Move, Nodes, NodeState, eligible_nodes
-from custom_scheduler.planner.preemption import Found, Victim, VictimSearch
+from custom_scheduler.planner.preemption import Found, Victim, VictimSearch, nodes_of
 from custom_scheduler.planner.priority import PriorityTable
 from custom_scheduler.planner.reasons import Reasons, Scope
 from custom_scheduler.planner.units import Unit, Workload
@@ -45,7 +55,9 @@ def plan(snapshot: Snapshot, *, settings: Settings) -> Plan:
         may_run=lambda pod, node: bool(filters.fit(pod.constraints).nodes >> node & 1),
     )
     reasons = Reasons(eligibility, nodes, stuck_after=settings.stuck_after)
-    return _Pass(workload, nodes, filters, reasons).run()
+    return _Pass(
+        workload, nodes, filters, reasons, now=snapshot.now, reserve_after=settings.reserve_after
+    ).run()
 
 
 class _Slot(NamedTuple):
@@ -67,8 +79,21 @@ class _Where(NamedTuple):
 class _Pass:
     """The pass's decisions so far, and the placing of one unit after another."""
 
-    def __init__(self, workload: Workload, nodes: Nodes, filters: Filters, reasons: Reasons) -> None:
+    def __init__(
+        self,
+        workload: Workload,
+        nodes: Nodes,
+        filters: Filters,
+        reasons: Reasons,
+        *,
+        now: float,
+        reserve_after: float | None,
+    ) -> None:
         self.workload, self.nodes, self.filters, self.reasons = workload, nodes, filters, reasons
+        self.now, self.reserve_after = now, reserve_after
+        self.reserving: Reserving | None = None  # SPEC 6a: at most one unit a pass
+        # Nodes this pass gave to units, by the units' priority (SPEC 6a: held by whom).
+        self.taken_at: dict[int, int] = {}
         self.search = VictimSearch(nodes, workload)
         self.binds: list[Bind] = []
         self.nominations: list[Nominate] = []
@@ -91,6 +116,7 @@ class _Pass:
             nominations=tuple(sorted(self.nominations, key=lambda n: n.pod)),
             evictions=tuple(sorted(self.evictions, key=lambda e: e.pod)),
             unschedulable=tuple(sorted(self.unschedulable.values(), key=lambda u: u.pod)),
+            reserving=self.reserving,
         )
 
     def _where(self, unit: Unit) -> _Where:
@@ -126,7 +152,8 @@ class _Pass:
         # fails as the last one like it did, until a node changes.
         alike = (nodes.version, unit.priority, where.scope.key, unit.need, unit.can_preempt)
         holds = any(pod.key in nodes.reservation for pod in unit.members)
-        if not holds and (can_have := self._failed.get(alike)) is not None:
+        due = self._due(unit)
+        if not holds and not due and (can_have := self._failed.get(alike)) is not None:
             self._reject(unit.members, self.reasons.unit(unit, where.scope, can_have=can_have, own=0))
             return
         slots: list[_Slot] = []
@@ -155,8 +182,10 @@ class _Pass:
                     found, assigned = self._preempt(unit, rest, free, where, required=required, short=short)
                     can_free = found.count
             if found.count < short:
+                if due and self._reserve(unit, where, slots, assigned):
+                    return
                 can_have = len(assigned) + min(can_free, short - 1)
-                if not holds:
+                if not holds and not due:
                     self._failed[alike] = can_have
                 self._fail(unit, slots, where.scope, can_have)
                 return
@@ -164,8 +193,7 @@ class _Pass:
         # Placed: its own slots, then free nodes, then nodes freed by preemption.
         placements = [(s.pod, s.node) for s in slots] + [(pod, node) for node, pod in assigned.items()]
         nominate = waiting or bool(found.victims)
-        for _, node in placements:
-            nodes.move(node, Move.NOMINATE if nominate else Move.BIND)
+        self._take(unit, [node for _, node in placements], Move.NOMINATE if nominate else Move.BIND)
         evicted = self._evict(unit, found.victims, assigned)
         placed = {pod.key for pod, _ in placements}
         left_over = [pod for pod in rest if pod.key not in placed]
@@ -178,6 +206,82 @@ class _Pass:
                 self.nominations.append(Nominate(pod.key, names[node], self._leaving(names[node], evicted)))
         else:
             self.binds.extend(Bind(pod.key, names[node]) for pod, node in placements)
+
+    def _take(self, unit: Unit, taken: list[int], move: Move) -> None:
+        """The unit is bound or nominated to these nodes."""
+        for node in taken:
+            self.nodes.move(node, move)
+            self.taken_at[unit.priority] = self.taken_at.get(unit.priority, 0) | 1 << node
+
+    # -- no starvation (SPEC 6a) -------------------------------------------------------------
+
+    def _waiting_since(self, unit: Unit) -> float:
+        """A single pod waits since its creation; a gang since the member that completed its
+        quorum was created."""
+        gang = unit.gang
+        if gang is None:
+            return unit.members[0].creation
+        created = sorted(p.creation for p in (*gang.pending, *gang.occupying))
+        return created[min(gang.min_pending, len(created)) - 1]
+
+    def _due(self, unit: Unit) -> bool:
+        """Whether the unit, should it not be placed, may be the one that reserves."""
+        return (
+            self.reserving is None
+            and self.reserve_after is not None
+            and self.now - self._waiting_since(unit) >= self.reserve_after
+        )
+
+    def _possible(self, unit: Unit, where: _Where) -> bool:
+        """Whether the unit could be placed were every feasible node now held by pods of its
+        priority or lower free (it does not wait for the impossible)."""
+        nodes, priority = self.nodes, unit.priority
+        held = nodes.bits[S.FREE] | nodes.bits[S.TERMINATING] | nodes.running_below(priority + 1)
+        for state in (S.RESERVED_FREE, S.RESERVED_TERMINATING, S.RESERVED_RUNNING):
+            bits = nodes.bits[state]
+            while bits:
+                low = bits & -bits
+                holder = nodes.holder.get(low.bit_length() - 1)
+                if (
+                    holder is not None
+                    and holder.priority <= priority
+                    and (state is not S.RESERVED_RUNNING or nodes.level[low.bit_length() - 1] <= priority)
+                ):
+                    held |= low
+                bits ^= low
+        for taken_priority, bits in self.taken_at.items():
+            if taken_priority <= priority:
+                held |= bits
+        if where.uniform:
+            within = where.scope.within
+            return (held if within is None else held & within).bit_count() >= unit.need
+        return len(match(unit.members, nodes_of(held & (where.scope.within or 0)), where.fits)) >= unit.need
+
+    def _reserve(self, unit: Unit, where: _Where, slots: list[_Slot], assigned: dict[int, Pod]) -> bool:
+        """SPEC 6a: the first unit, in pass order, that cannot be placed, has waited long enough,
+        and could be placed were the nodes held by pods of its priority or lower free, reserves:
+        it keeps the nodes it holds and is nominated to the free ones it can get, up to its need."""
+        if not self._possible(unit, where):
+            return False
+        held = [(s.pod, s.node) for s in slots] + [(pod, node) for node, pod in assigned.items()]
+        held = held[: unit.need]
+        self._take(unit, [node for _, node in held], Move.NOMINATE)
+        taken = {pod.key for pod, _ in held}
+        self._release(unit, keep={node for _, node in held}, placed=taken)
+        waited = self.now - self._waiting_since(unit)
+        gang = unit.gang
+        subject = f"gang {gang.label}" if gang is not None else f"pod {unit.members[0].key}"
+        assert self.reserve_after is not None
+        reason = (
+            f"{subject} reserves {len(held)} of the {unit.need} nodes it needs "
+            f"(for {max(int(waited - self.reserve_after), 0)}s)"
+        )
+        names = self.nodes.names
+        for pod, node in held:
+            self.nominations.append(Nominate(pod.key, names[node], reason=reason))
+        self._reject([pod for pod in unit.members if pod.key not in taken], reason)
+        self.reserving = Reserving(subject, len(held), unit.need, waited)
+        return True
 
     def _free(self, unit: Unit, rest: list[Pod], where: _Where) -> list[int]:
         """Free nodes for the members without one, in name order: plain free ones, then, if too

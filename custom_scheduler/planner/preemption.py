@@ -217,7 +217,7 @@ class VictimSearch:
             options = self._options(level, usable)
             singles = self._singles(level, usable, None, len(level.singles))
             everything = held + [n for g in singles for n in g.freed]
-            everything += [n for o in options for n in _nodes_of(o.usable)]
+            everything += [n for o in options for n in nodes_of(o.usable)]
             if matched(everything) < required:
                 below += singles + [self._whole(o, usable) for o in options]
                 held = everything
@@ -326,14 +326,14 @@ class VictimSearch:
         return [p for p in at.members if not p.deleting and p.key not in self.evicted]
 
     def _whole(self, option: _Option, usable: int) -> _Group:
-        freed = _nodes_of(option.usable)
+        freed = nodes_of(option.usable)
         return _Group(self._live_members(option.at), freed, freed[0])
 
     def _spares(self, option: _Option, usable: int, count: int) -> list[_Group]:
         """`count` members the gang can spare, on usable nodes, newest first."""
         nodes = self.nodes
         members = {nodes.index.get(p.node_name): p for p in self._live_members(option.at)}
-        alone = [(members[n], n) for n in _nodes_of(option.at.alone & usable) if n in members]
+        alone = [(members[n], n) for n in nodes_of(option.at.alone & usable) if n in members]
         alone.sort(key=lambda a: (-a[0].creation, a[1]))
         return [_Group([pod], [node], node) for pod, node in alone[:count]]
 
@@ -392,7 +392,7 @@ def _subsets(options: list[_Option], *, limit: int) -> Iterable[tuple[_Option, .
         yield from itertools.combinations(options, size)
 
 
-def _nodes_of(bits: int) -> list[int]:
+def nodes_of(bits: int) -> list[int]:
     """The node indices of a bit set, in name order."""
     found = []
     while bits:

@@ -709,7 +709,6 @@ def starving_gang_stream() -> Stream:
     return Stream(Snapshot(nodes, tuple(pods)), tuple(arrivals), lifetimes)
 
 
-@pytest.mark.xfail(strict=True, reason="planner: no reserving unit (SPEC 6a): a gang starves behind singles")
 @pytest.mark.parametrize("reserve_after", [0.0, 10.0, 30.0])
 @RUNS
 @given(streams())

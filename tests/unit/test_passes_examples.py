@@ -3,7 +3,7 @@
 The first part drives the planner through the stories the rules were written for: a gang starving
 behind a stream of single pods, and reserving its way out; a gang held back while its victims
 leave; the fewest victims between a single and a gang, and between two gangs. Cases the planner
-does not pass yet are marked `xfail(strict=True)`, so that the fix shows up as an unexpected pass.
+did not pass when they were written were marked `xfail(strict=True)`; the planner passes them now.
 
 The second part checks the checkers: each must flag a run or a plan that breaks its rule, and pass
 one that keeps it, or a green property test would prove nothing. For SPEC 9.9 a small model of
@@ -98,9 +98,6 @@ def gang_bound_at(driver: Driver, gang: str = "big") -> float | None:
     return None
 
 
-@pytest.mark.xfail(
-    strict=True, reason="planner: no reserving unit (SPEC 6a): the gang starves behind singles"
-)
 @pytest.mark.parametrize(("reserve_after", "first_held"), [(0.0, 5.0), (20.0, 20.0), (30.0, 30.0)])
 def test_a_starving_gang_reserves_nodes_as_they_free_and_runs(
     reserve_after: float, first_held: float
@@ -140,9 +137,6 @@ def runs_the_starving_gang(driver: Driver, reserve_after: float, first_held: flo
     holds_on_every_pass(driver, driver.settings)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="planner: no reserving unit (SPEC 6a): the gangs starve behind singles"
-)
 def test_one_unit_reserves_at_a_time_and_none_waits_for_the_impossible() -> None:
     """SPEC 6a: 8 busy nodes (one frees every tick, a single arrives every tick, 40 s of work each);
     gangs of one priority: `huge` (9 members, first in pass order) can never be placed, so it never
@@ -573,8 +567,8 @@ def drive(stream: Stream, scope: Settings, *, model_scope: Settings | None = Non
 
 @pytest.mark.parametrize(("reserve_after", "first_held"), [(0.0, 5.0), (20.0, 20.0), (30.0, 30.0)])
 def test_the_model_passes_the_named_cases_of_reserving(reserve_after: float, first_held: float) -> None:
-    """The strict xfails of SPEC 6a above ask for what SPEC says, not for the impossible: the model
-    passes them."""
+    """The SPEC 6a cases above ask for what SPEC says, not for the impossible: the model passes
+    them too."""
     runs_the_starving_gang(starving_gang(reserve_after, planner=model_plan), reserve_after, first_held)
     reserves_one_at_a_time(model_plan)
 
