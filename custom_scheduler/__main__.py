@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import dataclasses
 import gc
 import itertools
 import json
 import os
 import re
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -56,6 +59,32 @@ def _scope_flags(parser: argparse.ArgumentParser) -> None:
         default="",
         help="only nodes matching this label selector, e.g. 'pool=batch,zone in (a,b)'",
     )
+
+
+def _reserve_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reserve-after",
+        default="30s",
+        metavar="DURATION|off",
+        help="how long a unit that cannot be placed waits before it reserves nodes as they free up "
+        "(SPEC 6a): 30s (default), 90, 2m, 0 (at once) or off (never)",
+    )
+
+
+def parse_duration(text: str, flag: str) -> float | None:
+    """`30s`, `90`, `2m`, `1h`, `0` in seconds; `off` is None; anything else a UsageError."""
+    value = text.strip().lower()
+    if value == "off":
+        return None
+    scale = {"s": 1, "m": 60, "h": 3600}.get(value[-1:], 0)
+    number = value[:-1] if scale else value
+    try:
+        seconds = float(number) * (scale or 1)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise UsageError(f"{flag}: {text[:40]!r} is not a duration (30s, 90, 2m, 0 or off)")
+    return seconds
 
 
 def _cluster_flags(parser: argparse.ArgumentParser) -> None:
@@ -131,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how often to renew, or to try for the lease (default 2)",
     )
+    _reserve_flag(run)
     run.add_argument(
         "--stuck-after",
         type=float,
@@ -155,6 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _cluster_flags(plan_)
     _scope_flags(plan_)
+    _reserve_flag(plan_)
+    plan_.add_argument(
+        "--now",
+        metavar="RFC3339",
+        default=None,
+        help="plan as of this moment, e.g. 2026-12-01T10:00:00Z (default: the current time), so that "
+        "a snapshot gives the same plan tomorrow",
+    )
     return parser
 
 
@@ -207,8 +245,22 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         node_selector=selector,
         kubeconfig=args.kubeconfig,
         context=args.context,
+        reserve_after=parse_duration(args.reserve_after, "--reserve-after"),
         **extra,
     )
+
+
+def planned_at(text: str | None) -> float:
+    """`plan --now`: an RFC 3339 moment in epoch seconds; None: the current time."""
+    if text is None:
+        return time.time()
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"--now: {text[:40]!r} is not an RFC 3339 time (2026-12-01T10:00:00Z)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 def _read_snapshot(source: str) -> Any:
@@ -353,6 +405,7 @@ def _plan(args: argparse.Namespace, settings: Settings) -> int:
     # A one-shot command: the cyclic collector would only rescan the parsed snapshot while it
     # is converted and planned (most of the run time on a large cluster).
     gc.disable()
+    now = planned_at(args.now)
     if args.snapshot is not None:
         document = _read_snapshot(args.snapshot)
         try:
@@ -360,7 +413,7 @@ def _plan(args: argparse.Namespace, settings: Settings) -> int:
         except ConvertError as error:
             name = "<stdin>" if args.snapshot == "-" else args.snapshot
             raise UsageError(f"{name}: {error}") from None
-        result = plan(snapshot, settings=settings)
+        result = plan(dataclasses.replace(snapshot, now=now), settings=settings)
     else:
         import anyio
 
@@ -368,7 +421,7 @@ def _plan(args: argparse.Namespace, settings: Settings) -> int:
         from custom_scheduler.service import live_plan
 
         try:
-            result = anyio.run(live_plan, settings)
+            result = anyio.run(live_plan, settings, now)
         except KubeconfigError as error:
             raise UsageError(str(error)) from None
     try:

@@ -86,11 +86,24 @@ class Metrics:
             "scheduler_leader", "1 while this replica holds the lease (or runs alone).", registry=r
         )
         self.passes = Counter("scheduler_passes_total", "Passes run.", registry=r)
+        self.reserved_nodes = Gauge(
+            "scheduler_reserved_nodes",
+            "Nodes the starving unit holds idle while it gathers its need (SPEC 6a), after the last pass.",
+            registry=r,
+        )
+        self.reserving_wait = Gauge(
+            "scheduler_reserving_unit_wait_seconds",
+            "How long the unit that reserves nodes has waited (0 when none reserves).",
+            registry=r,
+        )
 
     def observe_pass(self, plan: Plan, *, seconds: float, gangs: dict[str, str]) -> None:
         """Count what a pass decided. `gangs` maps a member pod to its gang, for gang counters."""
         self.passes.inc()
         self.pass_duration.observe(seconds)
+        reserving = plan.reserving
+        self.reserved_nodes.set(reserving.held if reserving is not None else 0)
+        self.reserving_wait.set(reserving.waited if reserving is not None else 0)
         self.attempts.labels("unschedulable").inc(len(plan.unschedulable))
         self.pending.labels("unschedulable").set(len(plan.unschedulable))
         self.pending.labels("nominated").set(len(plan.nominations))

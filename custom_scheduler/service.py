@@ -9,6 +9,7 @@ is fenced by the lease (`Elector.lease_valid`).
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import socket
 import time
@@ -178,7 +179,9 @@ async def live_snapshot(kube: Kube, settings: Settings) -> Snapshot:
     return cache.snapshot(now=0.0)
 
 
-async def live_plan(settings: Settings) -> Plan:
-    """`custom-scheduler plan` on a live cluster: what one pass would do; nothing is written."""
+async def live_plan(settings: Settings, now: float) -> Plan:
+    """`custom-scheduler plan` on a live cluster as of `now`: what one pass would do; nothing is
+    written."""
     async with connect(settings.kubeconfig, settings.context) as kube:
-        return plan(await live_snapshot(kube, settings), settings=settings)
+        snapshot = await live_snapshot(kube, settings)
+        return plan(dataclasses.replace(snapshot, now=now), settings=settings)

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from custom_scheduler.__main__ import build_parser, main, settings_from_args
+from custom_scheduler.model import GROUP_NAME, MIN_AVAILABLE
 from custom_scheduler.settings import Settings, parse_selector
 
 DATA = Path(__file__).parent / "data"
@@ -556,3 +557,58 @@ def test_each_command_documents_its_flags(
     code, out, _ = run(capsys, command, "--help")
     assert code == 0
     assert [f for f in flags if f not in out] == []
+
+
+# -- no starvation: --reserve-after and --now (SPEC 6a, 10) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30.0), ("90", 90.0), ("2m", 120.0), ("1h", 3600.0), ("0", 0.0), ("off", None), ("OFF", None)],
+)
+def test_reserve_after_takes_durations_and_off(text: str, seconds: float | None) -> None:
+    for command in (["run"], ["plan", "--snapshot", "-"]):
+        parsed = build_parser().parse_args([*command, "--reserve-after", text])
+        assert settings_from_args(parsed).reserve_after == seconds
+    assert settings_from_args(build_parser().parse_args(["run"])).reserve_after == 30.0
+
+
+@pytest.mark.parametrize("text", ["soon", "-5", "5x", "", "inf", "nan"])
+def test_a_bad_reserve_after_is_one_line(capsys: pytest.CaptureFixture[str], text: str) -> None:
+    code, out, err = run(capsys, "run", "--reserve-after", text)
+    assert_one_line(code, out, err, "custom-scheduler: --reserve-after: ", "is not a duration")
+
+
+def _starving_gang() -> dict[str, object]:
+    """Two nodes, one free, one held by a pod of the gang's priority; a gang of two created at
+    2025-06-01T00:00:00Z: it reserves the free node once it has waited --reserve-after."""
+    gang = []
+    for i in range(2):
+        member = pod(f"g-{i}")
+        member["metadata"]["annotations"] = {GROUP_NAME: "g", MIN_AVAILABLE: "2"}  # type: ignore[index]
+        gang.append(member)
+    busy = pod("busy")
+    busy["spec"]["nodeName"] = "n1"  # type: ignore[index]
+    busy["status"] = {"phase": "Running"}
+    return cluster(node("n1"), node("n2"), busy, *gang)
+
+
+def test_plan_as_of_now_reserves_for_a_starving_gang(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, _starving_gang())
+    early = plan_of(capsys, path, "--now", "2025-06-01T00:00:10Z")
+    assert early["nominations"] == [] and len(early["unschedulable"]) == 2, "it has waited 10 s of 30"
+    late = plan_of(capsys, path, "--now", "2025-06-01T00:01:00Z")
+    assert late["nominations"] == [{"pod": "default/g-0", "node": "n2"}]
+    assert late["unschedulable"] == [
+        {"pod": "default/g-1", "reason": "gang default/g reserves 1 of the 2 nodes it needs (for 30s)"}
+    ]
+    assert plan_of(capsys, path, "--now", "2025-06-01T00:01:00Z", "--reserve-after", "off") == early
+    assert plan_of(capsys, path, "--now", "2025-06-01T00:00:10Z", "--reserve-after", "0")["nominations"]
+
+
+def test_a_bad_now_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, _starving_gang())
+    code, out, err = run(capsys, "plan", "--snapshot", path, "--now", "yesterday")
+    assert_one_line(code, out, err, "custom-scheduler: --now: ", "is not an RFC 3339 time")
