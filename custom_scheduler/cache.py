@@ -43,6 +43,17 @@ def pod_relevant(old: Pod | None, new: Pod | None) -> bool:
     )
 
 
+def other_relevant(old: Pod | None, new: Pod | None) -> bool:
+    """Whether a change of another scheduler's pod changes what is left on a node for ours."""
+    if old is None or new is None:
+        return True
+    return (
+        old.node_name != new.node_name
+        or (old.phase in _FINISHED) != (new.phase in _FINISHED)
+        or old.constraints.requests != new.constraints.requests
+    )
+
+
 def node_relevant(old: Node | None, new: Node | None) -> bool:
     """Whether a node change can change a plan: added, removed, cordoned, readiness, labels."""
     return old != new
@@ -113,6 +124,8 @@ class Cache:
     def __init__(self, *, assume_ttl: float = 30.0) -> None:
         self.nodes: Store[Node] = Store(lambda n: n.name, node_relevant)
         self.pods: Store[Pod] = Store(_pod_key, pod_relevant)
+        # Other schedulers' pods on nodes: only where they are and what they request.
+        self.others: Store[Pod] = Store(_pod_key, other_relevant)
         self.classes: Store[PriorityClass] = Store(lambda c: c.name, class_relevant)
         self.assume_ttl = assume_ttl
         self._assumed: dict[str, _Assumed] = {}
@@ -197,7 +210,7 @@ class Cache:
             view = [self._apply(p, self._assumed.get(p.uid)) for p in view]
         return Snapshot(
             nodes=tuple(self.nodes.items.values()),
-            pods=tuple(view),
+            pods=(*view, *self.others.items.values()),
             priority_classes=tuple(self.classes.items.values()),
         )
 

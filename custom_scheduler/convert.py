@@ -237,7 +237,11 @@ def pod_constraints(spec: dict[str, Any], what: str) -> Constraints:
         for t in map(_dict, _list(spec.get("tolerations")))
     )
     requests = tuple(sorted(pod_requests(spec, f"{what}request").items()))
-    constraints = Constraints(selector, affinity, tolerations, requests)
+    return _intern(Constraints(selector, affinity, tolerations, requests))
+
+
+def _intern(constraints: Constraints) -> Constraints:
+    """The one shared object equal to these constraints."""
     if constraints == NO_CONSTRAINTS:
         return NO_CONSTRAINTS
     shared = _interned.get(constraints)
@@ -328,6 +332,26 @@ def _our_annotations(annotations: dict[str, Any]) -> dict[str, str]:
             value = annotations[key]
             kept[key[:MAX_KEPT_KEY]] = value[:MAX_KEPT_VALUE] if isinstance(value, str) else ""
     return kept
+
+
+def other_pod_from_api(obj: dict[str, Any], where: str = "") -> Pod:
+    """Another scheduler's pod on a node, reduced to where it is and what it requests (SPEC 2)."""
+    if not isinstance(obj, dict):
+        raise ConvertError(f"Pod {where}is not an object")
+    meta = _dict(obj.get("metadata"))
+    name = _required(meta, "name", "Pod", where)
+    namespace = _required(meta, "namespace", "Pod", f"{where}{name!r} ")
+    spec = _dict(obj.get("spec"))
+    requests = tuple(sorted(pod_requests(spec, f"Pod {namespace}/{name} request").items()))
+    return Pod(
+        namespace=namespace,
+        name=name,
+        uid=_str(meta.get("uid")),
+        scheduler_name=_str(spec.get("schedulerName")) or "default-scheduler",
+        phase=_str(_dict(obj.get("status")).get("phase")) or "Pending",
+        node_name=_str(spec.get("nodeName")),
+        constraints=_intern(Constraints(requests=requests)),
+    )
 
 
 def priority_class_from_api(obj: dict[str, Any], where: str = "") -> PriorityClass:

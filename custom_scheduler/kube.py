@@ -217,12 +217,17 @@ class Kind:
     field_selector: str = ""
 
 
-def kinds(*, scheduler_name: str, namespace: str | None) -> tuple[Kind, Kind, Kind]:
-    """Nodes, our pods (all namespaces or one), and priority classes."""
+def kinds(*, scheduler_name: str, namespace: str | None) -> tuple[Kind, Kind, Kind, Kind]:
+    """Nodes, our pods (all namespaces or one), the bound and unfinished pods of other schedulers
+    (what they request is not there for ours: SPEC 2), and priority classes."""
     pods = f"/api/v1/namespaces/{quote(namespace)}/pods" if namespace else "/api/v1/pods"
+    others = (
+        f"spec.schedulerName!={scheduler_name},spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed"
+    )
     return (
         Kind("nodes", "/api/v1/nodes"),
         Kind("pods", pods, f"spec.schedulerName={scheduler_name}"),
+        Kind("others", "/api/v1/pods", others),
         Kind("priorityclasses", "/apis/scheduling.k8s.io/v1/priorityclasses"),
     )
 

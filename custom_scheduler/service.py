@@ -36,11 +36,12 @@ log = structlog.get_logger(component="service")
 
 
 def informers(kube: Kube, cache: Cache, settings: Settings, trigger: Trigger) -> list[Informer[Any]]:
-    """The three informers of the scheduler, feeding `cache` and kicking `trigger`."""
-    nodes, pods, classes = kinds(scheduler_name=settings.scheduler_name, namespace=settings.namespace)
+    """The informers of the scheduler, feeding `cache` and kicking `trigger`."""
+    nodes, pods, others, classes = kinds(scheduler_name=settings.scheduler_name, namespace=settings.namespace)
     return [
         Informer(kube, nodes, cache.nodes, convert.node_from_api, trigger.kick),
         Informer(kube, pods, cache.pods, convert.pod_from_api, trigger.kick),
+        Informer(kube, others, cache.others, convert.other_pod_from_api, trigger.kick),
         Informer(kube, classes, cache.classes, convert.priority_class_from_api, trigger.kick),
     ]
 

@@ -95,12 +95,21 @@ class Cluster:
 
     # -- nodes ------------------------------------------------------------------------------
 
-    async def create_nodes(self, count: int, *, labels: dict[str, str], prefix: str = "node") -> list[str]:
-        """`count` KWOK nodes with these labels, Ready before this returns."""
+    async def create_nodes(
+        self,
+        count: int,
+        *,
+        labels: dict[str, str],
+        prefix: str = "node",
+        taints: list[dict[str, str]] | None = None,
+        allocatable: dict[str, str] | None = None,
+    ) -> list[str]:
+        """`count` KWOK nodes with these labels (and taints, allocatable), Ready before this returns."""
         names = [f"{prefix}-{i}" for i in range(count)]
+        body = functools.partial(kwok_node, labels=labels, taints=taints or (), allocatable=allocatable)
         async with anyio.create_task_group() as tg:
             for name in names:
-                tg.start_soon(self.create, "/api/v1/nodes", kwok_node(name, labels=labels))
+                tg.start_soon(self.create, "/api/v1/nodes", body(name))
         for name in names:
             await self.wait_for(functools.partial(self.node_ready, name), what=f"node {name} Ready")
         return names
@@ -126,15 +135,21 @@ class Cluster:
         node: str | None = None,
         finalizers: list[str] | None = None,
         gates: list[str] | None = None,
+        requests: dict[str, str] | None = None,
+        spec: dict[str, Any] | None = None,
     ) -> Any:
         """A pod (pause container) with our scheduler unless told otherwise; `gates` names its
-        scheduling gates."""
+        scheduling gates, `requests` its container's requests (and limits), `spec` adds to its spec."""
         annotations = {}
         if gang is not None:
             annotations[GROUP_NAME] = gang
         if min_available is not None:
             annotations[MIN_AVAILABLE] = str(min_available)
-        spec: dict[str, Any] = {"schedulerName": scheduler, "containers": [{"name": "main", "image": PAUSE}]}
+        container: dict[str, Any] = {"name": "main", "image": PAUSE}
+        if requests:
+            container["resources"] = {"requests": requests, "limits": requests}
+        extra, spec = spec or {}, {"schedulerName": scheduler, "containers": [container]}
+        spec.update(extra)
         if priority_class:
             spec["priorityClassName"] = priority_class
         if grace is not None:

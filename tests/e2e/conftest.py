@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from typing import Protocol
 
 import pytest
 import pytest_asyncio
@@ -20,7 +21,19 @@ from tests.harness.controlplane import ControlPlane, ControlPlaneError, missing_
 CI = os.environ.get("CI") == "true"
 TEST_LABEL = "custom-scheduler.dev/test"
 
-NodeFactory = Callable[[int], Awaitable[tuple[list[str], tuple[str, str]]]]
+
+class NodeFactory(Protocol):
+    """`names, (key, value) = await nodes(2, labels=..., taints=..., allocatable=...)`: Ready KWOK
+    nodes carrying this test's own label (and any others asked for)."""
+
+    def __call__(
+        self,
+        count: int,
+        *,
+        labels: dict[str, str] | None = None,
+        taints: list[dict[str, str]] | None = None,
+        allocatable: dict[str, str] | None = None,
+    ) -> Awaitable[tuple[list[str], tuple[str, str]]]: ...
 
 
 _not_built: list[str] = []
@@ -100,9 +113,19 @@ async def nodes(cluster: Cluster) -> AsyncIterator[NodeFactory]:
     made: list[str] = []
     label = (TEST_LABEL, unique("n"))
 
-    async def make(count: int) -> tuple[list[str], tuple[str, str]]:
+    async def make(
+        count: int,
+        *,
+        labels: dict[str, str] | None = None,
+        taints: list[dict[str, str]] | None = None,
+        allocatable: dict[str, str] | None = None,
+    ) -> tuple[list[str], tuple[str, str]]:
         names = await cluster.create_nodes(
-            count, labels={label[0]: label[1]}, prefix=f"{label[1]}-{len(made)}"
+            count,
+            labels={label[0]: label[1], **(labels or {})},
+            prefix=f"{label[1]}-{len(made)}",
+            taints=taints,
+            allocatable=allocatable,
         )
         made.extend(names)
         return names, label

@@ -34,7 +34,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,9 +70,14 @@ KWOK_STAGES = REPO / "hack" / "kwok" / "stages.yaml"
 
 
 def kwok_node(
-    name: str, *, labels: Mapping[str, str] | None = None, allocatable: Mapping[str, str] | None = None
+    name: str,
+    *,
+    labels: Mapping[str, str] | None = None,
+    allocatable: Mapping[str, str] | None = None,
+    taints: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, Any]:
-    """A Node for KWOK to play: labelled `KWOK_LABEL` (and `labels`); `allocatable` also sets capacity."""
+    """A Node for KWOK to play: labelled `KWOK_LABEL` (and `labels`); `allocatable` also sets capacity;
+    `taints` as the API writes them ({"key", "value", "effect"})."""
     body: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Node",
@@ -84,6 +89,8 @@ def kwok_node(
     }
     if allocatable:
         body["status"] = {"allocatable": dict(allocatable), "capacity": dict(allocatable)}
+    if taints:
+        body["spec"] = {"taints": [dict(t) for t in taints]}
     return body
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from custom_scheduler.cache import Cache
-from custom_scheduler.model import Node, PriorityClass
+from custom_scheduler.model import Constraints, Node, PriorityClass
 from tests.unit import builders
 from tests.unit.builders import node
 
@@ -111,3 +111,22 @@ def test_a_pod_whose_placing_was_refused_is_held_back_with_a_growing_delay() -> 
     assert delay == 60.0
     cache.release(refused.uid)  # placed at last
     assert {p.name for p in cache.snapshot(now=101.5).pods} == {"refused", "other"}
+
+
+def test_other_schedulers_pods_count_for_what_they_request() -> None:
+    """SPEC 2: another scheduler's pod on a node matters for where it is, whether it has finished,
+    and what it requests; the snapshot holds them beside ours."""
+    cache = Cache()
+    daemon = dataclasses.replace(
+        builders.pod("daemon", on="n1", scheduler="other"),
+        constraints=Constraints(requests=(("cpu", 500),)),
+    )
+    assert cache.others.put(daemon) is True
+    assert cache.others.put(dataclasses.replace(daemon, scheduled_message="whatever")) is False
+    assert cache.others.put(dataclasses.replace(daemon, phase="Succeeded")) is True
+    assert (
+        cache.others.put(dataclasses.replace(daemon, constraints=Constraints(requests=(("cpu", 900),))))
+        is True
+    )
+    assert cache.pods.put(builders.pod("ours")) is True
+    assert {p.name for p in cache.snapshot(now=0.0).pods} == {"daemon", "ours"}

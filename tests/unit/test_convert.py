@@ -888,3 +888,17 @@ def test_status_patches() -> None:
     }
     assert convert.nomination_patch("n2") == {"status": {"nominatedNodeName": "n2"}}
     assert convert.nomination_patch(None) == {"status": {"nominatedNodeName": None}}, "null clears it"
+
+
+def test_another_schedulers_pod_keeps_where_it_is_and_what_it_requests() -> None:
+    """SPEC 2: for other schedulers' pods the scheduler keeps only what the resource filter needs."""
+    obj = with_(KUBECTL_POD, "spec.schedulerName", "default-scheduler")
+    other = convert.other_pod_from_api(obj)
+    assert (other.key, other.node_name, other.phase, other.scheduler_name) == (
+        "ml/train-x7k2p",
+        "n1",
+        "Running",
+        "default-scheduler",
+    )
+    assert other.constraints == Constraints(requests=(("cpu", 100),))
+    assert other.annotations == {} and other.scheduled_message == ""
