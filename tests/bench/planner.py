@@ -226,6 +226,7 @@ def heterogeneous(n_nodes: int, n_pods: int, seed: int = 2) -> dict[str, Any]:
     doc = generate(n_nodes, n_pods, seed)
     rng = random.Random(seed)
     pool_of: dict[str, int] = {}
+    kinds: dict[str, int] = {}  # a gang's kind
     for item in doc["items"]:
         if item["kind"] == "Node":
             index = rng.randrange(10)
@@ -239,10 +240,18 @@ def heterogeneous(n_nodes: int, n_pods: int, seed: int = 2) -> dict[str, Any]:
             item["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "1", "memory": "2Gi"}}
         elif item["kind"] == "Pod":
             node = item["spec"].get("nodeName")
-            # A bound pod's kind is one its node fits; a pending pod's any of the twenty.
-            kind = rng.randrange(20)
-            if node:
-                kind = next(k for k in [*range(pool_of[node], 20, 10), *range(20)] if _fits(k, pool_of[node]))
+            # A gang's members share a kind, as the pods of one Job do; a bound pod's kind is one
+            # its node fits (its gang's, where it may be one).
+            group = item["metadata"]["annotations"].get(GROUP_NAME)
+            kind = kinds.get(group) if group else None
+            if kind is None:
+                kind = rng.randrange(20)
+                if node:
+                    kind = next(
+                        k for k in [*range(pool_of[node], 20, 10), *range(20)] if _fits(k, pool_of[node])
+                    )
+                if group:
+                    kinds[group] = kind
             shape = _shape(kind)
             shape["containers"][0]["image"] = item["spec"]["containers"][0]["image"]
             item["spec"].update(shape)

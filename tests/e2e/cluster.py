@@ -137,6 +137,7 @@ class Cluster:
         gates: list[str] | None = None,
         requests: dict[str, str] | None = None,
         spec: dict[str, Any] | None = None,
+        labels: dict[str, str] | None = None,
     ) -> Any:
         """A pod (pause container) with our scheduler unless told otherwise; `gates` names its
         scheduling gates, `requests` its container's requests (and limits), `spec` adds to its spec."""
@@ -158,7 +159,7 @@ class Cluster:
             spec["nodeName"] = node
         if gates:
             spec["schedulingGates"] = [{"name": gate} for gate in gates]
-        meta: dict[str, Any] = {"name": name, "annotations": annotations}
+        meta: dict[str, Any] = {"name": name, "annotations": annotations, "labels": labels or {}}
         if finalizers:
             meta["finalizers"] = finalizers
         body = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
