@@ -11,7 +11,14 @@ report says for how long, in node-seconds. A checker, reading only the API, coun
   needs, for 5 s);
 - a pending pod with no reason (no PodScheduled message and no nominated node, for 15 s);
 - an error in the scheduler's log (level error or critical, or a traceback);
+- a wasted eviction (SPEC 9.8): a node freed by preempting a pod that is not a gang member went,
+  while its preemptor's unit was still there, to a pod of neither that unit nor a strictly higher
+  priority (read from the `Preempted` events and the binds that follow);
 - the scheduler's RSS growth (sampled; the first sample after a warm-up is the base).
+
+Its churn includes a stream of short-lived single pods at the priority of gangs (KWOK finishes
+them 4 s after they run), so gangs starve unless they reserve (SPEC 6a): the report gives the
+longest a gang waited between its pods first saying that it reserves and its last bind.
 
     python -m tests.soak --minutes 10   # `make soak`; the report goes to stdout, as Markdown
 """
@@ -56,6 +63,8 @@ class Report:
     checks_with_not_ready: int = 0  # checks that saw at least one soak node NotReady
     not_ready_seconds: float = 0.0  # node-seconds NotReady, as the checks saw them
     most_not_ready: int = 0  # the most soak nodes NotReady at once
+    reserved_gangs: int = 0  # gangs seen reserving nodes (SPEC 6a) and then bound
+    longest_reserving_s: float = 0.0  # the longest of their waits, first "reserves" to bound
 
     def violate(self, kind: str, example: str) -> None:
         """Count one violation (the first of each kind is kept as an example)."""
@@ -75,12 +84,15 @@ class Report:
             ("a gang started below its min-available", self.violations["partial_gang"]),
             ("a pending pod with no reason", self.violations["no_reason"]),
             ("an error in the scheduler's log", self.violations["log_error"]),
+            ("a wasted eviction (the freed node went to an equal or lower unit)", self.violations["wasted"]),
         ]
         lines = [
             f"Soak of {self.seconds:.0f} s: {sum(self.actions.values())} churn actions "
             f"({', '.join(f'{k} {v}' for k, v in sorted(self.actions.items()))}); {self.bound} binds.",
             f"Nodes NotReady: {self.not_ready_seconds:.0f} node-seconds, at most {self.most_not_ready} "
             f"at once; {self.checks_with_not_ready} of {self.checks} checks saw one.",
+            f"Gangs that reserved nodes and ran: {self.reserved_gangs}; the longest wait from reserving "
+            f"to running: {self.longest_reserving_s:.0f} s.",
             "",
             "| violation | count |",
             "| --- | ---: |",
@@ -93,7 +105,9 @@ class Report:
         return "\n".join(lines)
 
 
-def _pod(name: str, klass: str | None, annotations: dict[str, str]) -> dict[str, Any]:
+def _pod(
+    name: str, klass: str | None, annotations: dict[str, str], labels: dict[str, str] | None = None
+) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "schedulerName": "custom-scheduler",
         "terminationGracePeriodSeconds": 1,
@@ -104,9 +118,13 @@ def _pod(name: str, klass: str | None, annotations: dict[str, str]) -> dict[str,
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "annotations": annotations},
+        "metadata": {"name": name, "annotations": annotations, "labels": labels or {}},
         "spec": spec,
     }
+
+
+SHORT_LIVED = {"custom-scheduler.dev/short-lived": "true"}  # KWOK finishes it 4 s after it runs
+STREAM_CLASS = "soak-mid"  # the stream of singles runs at a gang priority
 
 
 class Churn:
@@ -162,6 +180,7 @@ class Churn:
         action = rng.choices(
             [
                 "pod",
+                "stream",
                 "gang",
                 "delete_pod",
                 "delete_gang",
@@ -172,7 +191,7 @@ class Churn:
                 "ready",
                 "remove_node",
             ],
-            weights=[30, 10, 20, 6, 4, 3, 3, 2, 2, 1],
+            weights=[30, 20, 10, 20, 6, 4, 3, 3, 2, 2, 1],
         )[0]
         if action == "pod" and len(self.singles) < 40:
             name = self._name("solo")
@@ -180,6 +199,11 @@ class Churn:
             status, _ = await self.kube.call("POST", f"/api/v1/namespaces/{NS}/pods", _pod(name, klass, {}))
             if status in (200, 201):
                 self.singles.append(name)
+        elif action == "stream":
+            # Short-lived singles at a gang priority: every node that frees has one waiting.
+            name = self._name("stream")
+            body = _pod(name, STREAM_CLASS, {}, SHORT_LIVED)
+            await self.kube.call("POST", f"/api/v1/namespaces/{NS}/pods", body)
         elif action == "gang" and len(self.gangs) < 8:
             gang, size = self._name("gang"), rng.randint(2, 4)
             klass = rng.choice(list(CLASSES))
@@ -228,6 +252,11 @@ class Checker:
         self.bound: set[str] = set()
         self.last_check: float | None = None
         self.last_not_ready = 0  # soak nodes NotReady at the last check
+        self.known: dict[str, tuple[str | None, int]] = {}  # pod -> (gang, priority), as last seen
+        self.preempted: set[str] = set()  # the uids of Preempted events counted
+        # node -> (preemptor, its gang, its priority), for nodes freed by an eviction
+        self.freed: dict[str, tuple[str, str | None, int]] = {}
+        self.reserving_since: dict[str, float] = {}  # gang -> when it was first seen reserving
 
     def _lasting(self, key: str, bad: bool, seconds: float) -> bool:
         """True once `bad` has held for `seconds` (counted once per episode)."""
@@ -260,6 +289,17 @@ class Checker:
             )
         ]
         self.last_check, self.last_not_ready = now, len(not_ready)
+        # A node NotReady, cordoned or gone since it was freed is anyone's once it is back.
+        present = {n["metadata"]["name"] for n in body.get("items") or []}
+        cordoned = {
+            n["metadata"]["name"]
+            for n in body.get("items") or []
+            if (n.get("spec") or {}).get("unschedulable")
+        }
+        unusable = {n["metadata"]["name"] for n in not_ready} | cordoned
+        for node in list(self.freed):
+            if node in unusable or node not in present:
+                del self.freed[node]
         report.checks += 1
         report.checks_with_not_ready += bool(not_ready)
         report.most_not_ready = max(report.most_not_ready, len(not_ready))
@@ -303,11 +343,76 @@ class Checker:
         for node, names in on_node.items():
             if self._lasting(f"node/{node}", len(names) > 1, 0):
                 self.report.violate("two_on_a_node", f"{node}: {names}")
+        await self.check_evictions(pods)
+        self.check_reserving(pods, gang_bound, gang_need)
         for gang, count in gang_bound.items():
             partial = 0 < count < gang_need[gang] and gang not in self.churn.deleting_gangs
             if self._lasting(f"gang/{gang}", partial, 5):
                 self.report.violate("partial_gang", f"{gang}: {count} of {gang_need[gang]} bound")
         self.report.bound = len(self.bound)
+
+    async def check_evictions(self, pods: list[dict[str, Any]]) -> None:
+        """SPEC 9.8 from outside: follow each node freed by a `Preempted` event to its next pod."""
+        for p in pods:
+            annotations = p["metadata"].get("annotations") or {}
+            self.known[p["metadata"]["name"]] = (annotations.get(GROUP), int(p["spec"].get("priority") or 0))
+        status, body = await self.kube.call(
+            "GET", f"/api/v1/namespaces/{NS}/events", query=[("fieldSelector", "reason=Preempted")]
+        )
+        for event in body.get("items") or [] if status == 200 else []:
+            uid = event["metadata"]["uid"]
+            if uid in self.preempted:
+                continue
+            self.preempted.add(uid)
+            victim = event["involvedObject"]["name"]
+            # "Preempted by soak/<preemptor> on node <node>"
+            words = str(event.get("message") or "").split()
+            if len(words) < 6 or self.known.get(victim, (None, 0))[0] is not None:
+                continue  # a gang member may go whole with its gang, its node unused (SPEC 9.3)
+            preemptor, node = words[2].split("/", 1)[-1], words[-1]
+            gang, priority = self.known.get(preemptor, (None, 0))
+            self.freed[node] = (preemptor, gang, priority)
+        alive = {p["metadata"]["name"] for p in pods}
+        for p in pods:
+            node, name = p["spec"].get("nodeName"), p["metadata"]["name"]
+            finished = (p.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+            if not node or node not in self.freed or p["metadata"].get("deletionTimestamp") or finished:
+                continue  # its victim, still going, or work done before it, is no answer
+            preemptor, gang, priority = self.freed.pop(node)
+            their_gang, their_priority = self.known.get(name, (None, 0))
+            if name == preemptor or (gang is not None and their_gang == gang) or their_priority > priority:
+                continue
+            # The churn may delete a preemptor while its victim goes, or cordon, break or remove its
+            # node, or free another first (work finishes): then it went elsewhere and its node is
+            # anyone's. SPEC 9.8 is about passes in which nothing changes but victims leaving.
+            placed = {p["metadata"]["name"]: p["spec"].get("nodeName") or _nominated(p) for p in pods}
+            if placed.get(preemptor) in (None, "", node) and (
+                preemptor in alive or (gang is not None and any(self.known[n][0] == gang for n in alive))
+            ):
+                self.report.violate("wasted", f"{node} freed for {preemptor} went to {name}")
+
+    def check_reserving(
+        self, pods: list[dict[str, Any]], gang_bound: dict[str, int], gang_need: dict[str, int]
+    ) -> None:
+        """SPEC 6a from outside: how long a gang waits from first saying it reserves to running."""
+        now = self.clock()
+        for p in pods:
+            gang = (p["metadata"].get("annotations") or {}).get(GROUP)
+            conditions = (p.get("status") or {}).get("conditions") or []
+            message = next((c.get("message") or "" for c in conditions if c["type"] == "PodScheduled"), "")
+            if gang and " reserves " in message and not p["spec"].get("nodeName"):
+                self.reserving_since.setdefault(gang, now)
+        for gang, since in list(self.reserving_since.items()):
+            if gang_bound.get(gang, 0) >= gang_need.get(gang, 1):
+                self.report.reserved_gangs += 1
+                self.report.longest_reserving_s = max(self.report.longest_reserving_s, now - since)
+                del self.reserving_since[gang]
+            elif gang not in gang_need:
+                del self.reserving_since[gang]  # deleted by the churn while it waited
+
+
+def _nominated(pod: dict[str, Any]) -> str:
+    return str((pod.get("status") or {}).get("nominatedNodeName") or "")
 
 
 def _rss_kib(pid: int) -> int:
@@ -345,7 +450,7 @@ async def soak(plane: ControlPlane, seconds: float, *, seed: int = 1, log: Path 
                 [
                     sys.executable, "-m", "custom_scheduler", "run", f"--kubeconfig={plane.kubeconfig}",
                     f"--namespace={NS}", f"--node-selector={LABEL[0]}={LABEL[1]}", "--interval=2",
-                    "--log-format=json",
+                    "--log-format=json", "--reserve-after=10s",
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,

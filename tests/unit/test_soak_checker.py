@@ -14,10 +14,13 @@ class Pods:
 
     def __init__(self, pods: list[dict[str, Any]], nodes: list[dict[str, Any]] | None = None) -> None:
         self.pods, self.nodes = pods, nodes or []
+        self.events: list[dict[str, Any]] = []
         self.writes: list[tuple[str, str, Any]] = []
 
     async def call(self, method: str, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:
         if method == "GET":
+            if path.endswith("/events"):
+                return 200, {"items": self.events}
             return 200, {"items": self.nodes if path == "/api/v1/nodes" else self.pods}
         self.writes.append((method, path, body))
         return 200, {}
@@ -38,10 +41,12 @@ def pod(
     said: bool = False,
     gang: tuple[str, int] | None = None,
     leaving: bool = False,
+    priority: int = 0,
+    reason: str = "why",
 ) -> dict[str, Any]:
     status: dict[str, Any] = {"phase": "Running" if node else "Pending"}
     if said:
-        status["conditions"] = [{"type": "PodScheduled", "status": "False", "message": "why"}]
+        status["conditions"] = [{"type": "PodScheduled", "status": "False", "message": reason}]
     metadata: dict[str, Any] = {"name": name, "creationTimestamp": created, "annotations": {}}
     if gang:
         metadata["annotations"] = {GROUP: gang[0], MIN: str(gang[1])}
@@ -49,8 +54,18 @@ def pod(
         metadata["deletionTimestamp"] = "2020-01-01T00:01:00Z"
     return {
         "metadata": metadata,
-        "spec": {"schedulerName": "custom-scheduler", "nodeName": node},
+        "spec": {"schedulerName": "custom-scheduler", "nodeName": node, "priority": priority},
         "status": status,
+    }
+
+
+def preempted(victim: str, preemptor: str, node: str) -> dict[str, Any]:
+    """The `Preempted` event the scheduler posts on a victim."""
+    return {
+        "metadata": {"uid": f"event-{victim}"},
+        "involvedObject": {"name": victim},
+        "reason": "Preempted",
+        "message": f"Preempted by soak/{preemptor} on node {node}",
     }
 
 
@@ -146,3 +161,49 @@ async def test_a_gang_started_below_its_min_available_is_a_violation_once_it_las
 async def test_a_member_left_terminating_by_its_gangs_preemption_is_none() -> None:
     # The rest of the gang is gone; this one lingers (its node was removed) with a deletionTimestamp.
     assert await partial_gang_seen([pod("g-0", "n1", gang=("g", 3), leaving=True)]) == 0
+
+
+async def wasted(first: list[dict[str, Any]], then: list[dict[str, Any]]) -> int:
+    """Wasted evictions counted when `first` shows a victim preempted, and `then` who got its node."""
+    kube = Pods(first)
+    report = Report()
+    checker = Checker(kube, report, Churn(kube, random.Random(1), report))  # type: ignore[arg-type]
+    kube.events = [preempted("victim", "hi", "n1")]
+    await checker.check()
+    kube.pods = then
+    await checker.check()
+    return report.violations["wasted"]
+
+
+async def test_a_node_freed_by_an_eviction_that_goes_to_an_equal_unit_is_a_wasted_eviction() -> None:
+    """SPEC 9.8: the node freed for `hi` (100) went to `other` (100) while `hi` still waited."""
+    first = [
+        pod("victim", "n1", leaving=True),
+        pod("hi", priority=100, said=True),
+        pod("other", priority=100),
+    ]
+    then = [pod("hi", priority=100, said=True), pod("other", "n1", priority=100)]
+    assert await wasted(first, then) == 1
+
+
+async def test_a_freed_node_that_goes_to_its_preemptor_or_a_higher_unit_is_not() -> None:
+    first = [pod("victim", "n1", leaving=True), pod("hi", priority=100, said=True)]
+    assert await wasted(first, [pod("hi", "n1", priority=100)]) == 0
+    assert await wasted(first, [pod("hi", priority=100, said=True), pod("top", "n1", priority=500)]) == 0
+    # Its preemptor deleted meanwhile: the node is anyone's.
+    assert await wasted(first, [pod("other", "n1", priority=100)]) == 0
+
+
+async def test_the_longest_wait_of_a_reserving_gang_is_reported() -> None:
+    now = [0.0]
+    reserving = "gang soak/g reserves 1 of the 2 nodes it needs (for 0s)"
+    kube = Pods(
+        [pod("g-0", gang=("g", 2), said=True, reason=reserving), pod("g-1", gang=("g", 2), said=True)]
+    )
+    report = Report()
+    checker = Checker(kube, report, Churn(kube, random.Random(1), report), clock=lambda: now[0])  # type: ignore[arg-type]
+    await checker.check()
+    now[0] = 12.0
+    kube.pods = [pod("g-0", "n1", gang=("g", 2)), pod("g-1", "n2", gang=("g", 2))]
+    await checker.check()
+    assert (report.reserved_gangs, report.longest_reserving_s) == (1, 12.0)
