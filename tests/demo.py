@@ -1,4 +1,5 @@
-"""`make demo`: SPEC section 11's two scenarios on a local control plane, told as they happen.
+"""`make demo`: SPEC section 11's two scenarios on a local control plane, told as they happen,
+and a third: a pod kept off a tainted node, saying why.
 
 It starts etcd, kube-apiserver, kube-controller-manager and KWOK with two simulated nodes,
 runs `custom-scheduler run` as its own process (as `make run` would), applies the files of
@@ -175,6 +176,42 @@ async def scenario_two(kube: Kube) -> None:
     await show(kube, ns)
 
 
+CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "value": "", "effect": "NoSchedule"}
+
+
+async def scenario_three(kube: Kube) -> None:
+    """Where a pod may run (SPEC 2): a tainted node keeps a pod off, and the pod says why."""
+    ns = "demo-three"
+    say("")
+    say("=== Demo three: both nodes busy, a third that is the control plane's (tainted NoSchedule) ===")
+    await kube.call("POST", "/api/v1/nodes", kwok_node("control-plane-1", taints=[CONTROL_PLANE_TAINT]))
+    await kube.call(
+        "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+    )
+    await apply(kube, "pod-plain.yaml", ns)
+
+    async def waits_for_the_taint() -> bool:
+        plain = [p for p in await pods(kube, ns) if p["metadata"]["name"] == "test-pod-plain"]
+        return bool(plain) and "untolerated taint" in _scheduled(plain[0]).get("message", "")
+
+    await wait_for("test-pod-plain to say why it waits", waits_for_the_taint)
+    say("test-pod-plain waits: the only free node carries a taint it does not tolerate, and it says so")
+    await apply(kube, "pod-tolerates-control-plane.yaml", ns)
+
+    async def tolerant_runs() -> bool:
+        return any(
+            p["metadata"]["name"] == "test-pod-tolerant" and p["status"].get("phase") == "Running"
+            for p in await pods(kube, ns)
+        )
+
+    await wait_for("test-pod-tolerant to run", tolerant_runs)
+    say(
+        "result: test-pod-tolerant (it tolerates the taint) runs on control-plane-1; "
+        "test-pod-plain still waits"
+    )
+    await show(kube, ns)
+
+
 def print_log(path: Path) -> None:
     """The scheduler's own decisions, from its JSON log lines."""
     keep = (
@@ -232,6 +269,7 @@ async def play(plane: ControlPlane, log: Path) -> None:
         try:
             await scenario_one(kube)
             await scenario_two(kube)
+            await scenario_three(kube)
         finally:
             scheduler.send_signal(signal.SIGTERM)
             with anyio.fail_after(30):

@@ -37,7 +37,7 @@ async def test_live_plan_prints_a_pass_and_changes_nothing(
     assert await cluster.events(namespace) == []
 
 
-def test_make_demo_plays_both_scenarios(control_plane: ControlPlane) -> None:
+def test_make_demo_plays_its_scenarios(control_plane: ControlPlane) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "tests.demo"],  # as `make demo` runs it
         capture_output=True,
@@ -49,6 +49,9 @@ def test_make_demo_plays_both_scenarios(control_plane: ControlPlane) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "result: neither Job pod is bound" in done.stdout
     assert "result: the low pod is gone" in done.stdout
+    assert "test-pod-plain waits: the only free node carries a taint" in done.stdout
+    assert "node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }" in done.stdout
+    assert "result: test-pod-tolerant (it tolerates the taint) runs on control-plane-1" in done.stdout
     assert "custom-scheduler stopped on SIGTERM, exit status 0" in done.stdout
     # The scheduler's log is this run's own file, named in the account.
     log = re.search(r"logging JSON lines to (\S+custom-scheduler-demo-\S+\.log)", done.stdout)
