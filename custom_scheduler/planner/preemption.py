@@ -164,7 +164,7 @@ class VictimSearch:
             singles = (level.single_bits & usable).bit_count()
             if singles >= wanted:
                 # Pods outside gangs: one pod for one node, the fewest there can be.
-                picked = self._singles(level, usable, scope if not holds else None, wanted)
+                picked = self._singles(level, usable, scope if not holds else None, wanted, within)
                 return self._found(below + picked)
             options = self._options(level, usable)
             offered = singles + sum(o.usable.bit_count() for o in options)
@@ -290,22 +290,34 @@ class VictimSearch:
             self._usable[moment] = usable
         return usable
 
-    def _singles(self, level: _Level, usable: int, scope: object, wanted: int) -> list[_Group]:
-        """The first `wanted` usable nodes of pods outside gangs, newest pods first."""
+    def _singles(
+        self, level: _Level, usable: int, scope: object, wanted: int, within: int | None = None
+    ) -> list[_Group]:
+        """The first `wanted` usable nodes of pods outside gangs, newest pods first.
+
+        Per scope (`within`), the front of the list that no unit of it can ever take (nodes no
+        longer running, or where its pods may not run) is skipped for good.
+        """
         nodes, occupants = self.nodes, self.workload.occupants
         picked: list[_Group] = []
         if wanted <= 0:
             return picked
         position = level.start.get(scope, 0) if scope is not None else 0
-        for index in range(position, len(level.singles)):
-            node = level.singles[index]
+        skipped = position  # the front no unit of this scope can take, so far
+        state, singles = nodes.state, level.singles
+        for index in range(position, len(singles)):
+            node = singles[index]
             if not usable >> node & 1:
-                if scope is not None and index == position and nodes.state[node] not in RUNNING_STATES:
-                    position = level.start[scope] = index + 1  # gone for every unit of this scope
+                if skipped == index and (
+                    state[node] not in RUNNING_STATES or (within is not None and not within >> node & 1)
+                ):
+                    skipped = index + 1
                 continue
             picked.append(_Group(_live(occupants[nodes.names[node]]), [node], node))
             if len(picked) == wanted:
                 break
+        if scope is not None and skipped > position:
+            level.start[scope] = skipped
         return picked
 
     def _options(self, level: _Level, usable: int) -> list[_Option]:

@@ -165,7 +165,7 @@ async def test_a_member_left_terminating_by_its_gangs_preemption_is_none() -> No
 
 async def wasted(first: list[dict[str, Any]], then: list[dict[str, Any]]) -> int:
     """Wasted evictions counted when `first` shows a victim preempted, and `then` who got its node."""
-    kube = Pods(first)
+    kube = Pods(first, [node("n1", ready=True)])
     report = Report()
     checker = Checker(kube, report, Churn(kube, random.Random(1), report))  # type: ignore[arg-type]
     kube.events = [preempted("victim", "hi", "n1")]
@@ -189,6 +189,8 @@ async def test_a_node_freed_by_an_eviction_that_goes_to_an_equal_unit_is_a_waste
 async def test_a_freed_node_that_goes_to_its_preemptor_or_a_higher_unit_is_not() -> None:
     first = [pod("victim", "n1", leaving=True), pod("hi", priority=100, said=True)]
     assert await wasted(first, [pod("hi", "n1", priority=100)]) == 0
+    # Its preemptor went elsewhere (another node freed first): the node is anyone's.
+    assert await wasted(first, [pod("hi", "n2", priority=100), pod("other", "n1", priority=100)]) == 0
     assert await wasted(first, [pod("hi", priority=100, said=True), pod("top", "n1", priority=500)]) == 0
     # Its preemptor deleted meanwhile: the node is anyone's.
     assert await wasted(first, [pod("other", "n1", priority=100)]) == 0
