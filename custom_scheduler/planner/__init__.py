@@ -7,8 +7,10 @@ The pass, phase by phase:
 - `units`: which pods are ours, pending or occupying; gangs; the pass order (SPEC 2, 4, 5.1).
 - `priority`: what each pod is worth (SPEC 3).
 - `nodes`: eligible nodes, their states and reservations (SPEC 2, 6).
+- `filters`: where a pod may run (SPEC 2); `matching`: gang members that differ (SPEC 4).
 - here: each unit in order is placed on its own reserved nodes, then free nodes, then by
-  `preemption` (SPEC 5, 6); or it stays pending, with a reason from `reasons` (SPEC 7).
+  `preemption` (SPEC 5, 6); else, if `starvation` says it is due, it reserves (SPEC 6a); else it
+  stays pending, with a reason from `reasons` (SPEC 7).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from custom_scheduler.planner.nodes import Move, Nodes, NodeState, eligible_node
 from custom_scheduler.planner.preemption import Found, Victim, VictimSearch, nodes_of
 from custom_scheduler.planner.priority import PriorityTable
 from custom_scheduler.planner.reasons import Reasons, Scope
+from custom_scheduler.planner.starvation import held_by_its_priority_or_lower, reason, waiting_since
 from custom_scheduler.planner.units import Unit, Workload
 from custom_scheduler.settings import Settings
 
@@ -215,71 +218,41 @@ class _Pass:
 
     # -- no starvation (SPEC 6a) -------------------------------------------------------------
 
-    def _waiting_since(self, unit: Unit) -> float:
-        """A single pod waits since its creation; a gang since the member that completed its
-        quorum was created."""
-        gang = unit.gang
-        if gang is None:
-            return unit.members[0].creation
-        created = sorted(p.creation for p in (*gang.pending, *gang.occupying))
-        return created[min(gang.min_pending, len(created)) - 1]
-
     def _due(self, unit: Unit) -> bool:
-        """Whether the unit, should it not be placed, may be the one that reserves."""
+        """Whether the unit, should it not be placed, may be the one that reserves (SPEC 6a)."""
         return (
             self.reserving is None
             and self.reserve_after is not None
-            and self.now - self._waiting_since(unit) >= self.reserve_after
+            and self.now - waiting_since(unit) >= self.reserve_after
         )
-
-    def _possible(self, unit: Unit, where: _Where) -> bool:
-        """Whether the unit could be placed were every feasible node now held by pods of its
-        priority or lower free (it does not wait for the impossible)."""
-        nodes, priority = self.nodes, unit.priority
-        held = nodes.bits[S.FREE] | nodes.bits[S.TERMINATING] | nodes.running_below(priority + 1)
-        for state in (S.RESERVED_FREE, S.RESERVED_TERMINATING, S.RESERVED_RUNNING):
-            bits = nodes.bits[state]
-            while bits:
-                low = bits & -bits
-                holder = nodes.holder.get(low.bit_length() - 1)
-                if (
-                    holder is not None
-                    and holder.priority <= priority
-                    and (state is not S.RESERVED_RUNNING or nodes.level[low.bit_length() - 1] <= priority)
-                ):
-                    held |= low
-                bits ^= low
-        for taken_priority, bits in self.taken_at.items():
-            if taken_priority <= priority:
-                held |= bits
-        if where.uniform:
-            within = where.scope.within
-            return (held if within is None else held & within).bit_count() >= unit.need
-        return len(match(unit.members, nodes_of(held & (where.scope.within or 0)), where.fits)) >= unit.need
 
     def _reserve(self, unit: Unit, where: _Where, slots: list[_Slot], assigned: dict[int, Pod]) -> bool:
         """SPEC 6a: the first unit, in pass order, that cannot be placed, has waited long enough,
         and could be placed were the nodes held by pods of its priority or lower free, reserves:
         it keeps the nodes it holds and is nominated to the free ones it can get, up to its need."""
-        if not self._possible(unit, where):
-            return False
-        held = [(s.pod, s.node) for s in slots] + [(pod, node) for node, pod in assigned.items()]
-        held = held[: unit.need]
+        could = held_by_its_priority_or_lower(self.nodes, unit.priority, self.taken_at)
+        within = where.scope.within
+        if where.uniform:
+            possible = (could if within is None else could & within).bit_count()
+        else:
+            possible = len(match(unit.members, nodes_of(could & (within or 0)), where.fits))
+        if possible < unit.need:
+            return False  # it does not wait for the impossible
+        held = ([(s.pod, s.node) for s in slots] + [(pod, node) for node, pod in assigned.items()])[
+            : unit.need
+        ]
         self._take(unit, [node for _, node in held], Move.NOMINATE)
         taken = {pod.key for pod, _ in held}
         self._release(unit, keep={node for _, node in held}, placed=taken)
-        waited = self.now - self._waiting_since(unit)
-        gang = unit.gang
-        subject = f"gang {gang.label}" if gang is not None else f"pod {unit.members[0].key}"
         assert self.reserve_after is not None
-        reason = (
-            f"{subject} reserves {len(held)} of the {unit.need} nodes it needs "
-            f"(for {max(int(waited - self.reserve_after), 0)}s)"
-        )
+        waited = self.now - waiting_since(unit)
+        text = reason(unit, held=len(held), waited=waited, reserve_after=self.reserve_after)
         names = self.nodes.names
         for pod, node in held:
-            self.nominations.append(Nominate(pod.key, names[node], reason=reason))
-        self._reject([pod for pod in unit.members if pod.key not in taken], reason)
+            self.nominations.append(Nominate(pod.key, names[node], reason=text))
+        self._reject([pod for pod in unit.members if pod.key not in taken], text)
+        gang = unit.gang
+        subject = f"gang {gang.label}" if gang is not None else f"pod {unit.members[0].key}"
         self.reserving = Reserving(subject, len(held), unit.need, waited)
         return True
 
