@@ -280,15 +280,19 @@ def node_from_api(obj: dict[str, Any], where: str = "") -> Node:
     )
 
 
-def pod_from_api(obj: dict[str, Any], where: str = "") -> Pod:
-    """A Pod, reduced to what scheduling needs."""
+def _pod_parts(obj: object, where: str) -> tuple[dict[str, Any], str, str, dict[str, Any], dict[str, Any]]:
+    """A pod's metadata, name, namespace, spec and status; ConvertError without a name or namespace."""
     if not isinstance(obj, dict):
         raise ConvertError(f"Pod {where}is not an object")
     meta = _dict(obj.get("metadata"))
     name = _required(meta, "name", "Pod", where)
     namespace = _required(meta, "namespace", "Pod", f"{where}{name!r} ")
-    spec = _dict(obj.get("spec"))
-    status = _dict(obj.get("status"))
+    return meta, name, namespace, _dict(obj.get("spec")), _dict(obj.get("status"))
+
+
+def pod_from_api(obj: dict[str, Any], where: str = "") -> Pod:
+    """A Pod, reduced to what scheduling needs."""
+    meta, name, namespace, spec, status = _pod_parts(obj, where)
     priority = spec.get("priority")
     reason = message = ""
     conditions = status.get("conditions")
@@ -336,19 +340,14 @@ def _our_annotations(annotations: dict[str, Any]) -> dict[str, str]:
 
 def other_pod_from_api(obj: dict[str, Any], where: str = "") -> Pod:
     """Another scheduler's pod on a node, reduced to where it is and what it requests (SPEC 2)."""
-    if not isinstance(obj, dict):
-        raise ConvertError(f"Pod {where}is not an object")
-    meta = _dict(obj.get("metadata"))
-    name = _required(meta, "name", "Pod", where)
-    namespace = _required(meta, "namespace", "Pod", f"{where}{name!r} ")
-    spec = _dict(obj.get("spec"))
+    meta, name, namespace, spec, status = _pod_parts(obj, where)
     requests = tuple(sorted(pod_requests(spec, f"Pod {namespace}/{name} request").items()))
     return Pod(
         namespace=namespace,
         name=name,
         uid=_str(meta.get("uid")),
         scheduler_name=_str(spec.get("schedulerName")) or "default-scheduler",
-        phase=_str(_dict(obj.get("status")).get("phase")) or "Pending",
+        phase=_str(status.get("phase")) or "Pending",
         node_name=_str(spec.get("nodeName")),
         constraints=_intern(Constraints(requests=requests)),
     )
