@@ -60,7 +60,6 @@ TRANSITIONS: Final[Mapping[tuple[NodeState, Move], NodeState]] = {
     (S.FREE, M.NOMINATE): S.NOMINATED,
     (S.RUNNING, M.NOMINATE): S.NOMINATED,
     (S.RUNNING, M.VACATE): S.TERMINATING,
-    (S.TERMINATING, M.NOMINATE): S.NOMINATED,  # its other pod of ours is evicted (a gang, whole)
     (S.TERMINATING, M.VACATE): S.TERMINATING,
     (S.STUCK, M.VACATE): S.STUCK,
     (S.RESERVED_FREE, M.BIND): S.BOUND,
