@@ -11,13 +11,16 @@ from __future__ import annotations
 import argparse
 import codecs
 import gc
+import ipaddress
 import itertools
 import json
 import os
 import re
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from custom_scheduler import __version__
 from custom_scheduler.convert import ConvertError, snapshot_from_list
@@ -25,6 +28,10 @@ from custom_scheduler.planner import plan
 from custom_scheduler.settings import DEFAULT_SCHEDULER_NAME, SelectorError, Settings, parse_selector
 
 EXIT_BAD_INPUT = 2
+EXIT_BUG = 1
+# kube-scheduler's old plain-HTTP port (it now serves HTTPS on 10259): a scheduler beside it on a
+# control-plane node does not take its port.
+DEFAULT_HEALTH_PORT = 10251
 EXIT_BROKEN_PIPE = 141  # as a filter killed by SIGPIPE exits
 MAX_YAML_DEPTH = 1000
 # YAML aliases share one node, but whatever reads the document walks it once per reference: a
@@ -140,8 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--health-port",
         type=int,
-        default=0,
-        help="serve /healthz, /livez, /readyz and /metrics on this port (0: off)",
+        default=DEFAULT_HEALTH_PORT,
+        metavar="PORT",
+        help=f"serve /healthz, /livez, /readyz and /metrics over HTTP on this port "
+        f"(default {DEFAULT_HEALTH_PORT}; 0: off)",
+    )
+    run.add_argument(
+        "--bind-address",
+        default="0.0.0.0",
+        metavar="IP",
+        help="the address to serve --health-port on (default 0.0.0.0: every interface, IPv4 and IPv6)",
     )
 
     plan_ = sub.add_parser(
@@ -197,10 +212,15 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             "renew_deadline": renew,
             "retry_period": retry,
             "health_port": args.health_port,
+            "bind_address": args.bind_address,
             "stuck_after": args.stuck_after,
         }
         if not 0 <= args.health_port <= 65535:
             raise UsageError("--health-port must be from 0 to 65535")
+        try:
+            ipaddress.ip_address(args.bind_address)
+        except ValueError:
+            raise UsageError(f"--bind-address: {args.bind_address!r} is not an IP address") from None
     return Settings(
         scheduler_name=args.scheduler_name,
         namespace=args.namespace or None,
@@ -364,13 +384,19 @@ def _plan(args: argparse.Namespace, settings: Settings) -> int:
     else:
         import anyio
 
-        from custom_scheduler.kube import KubeconfigError
-        from custom_scheduler.service import live_plan
+        from custom_scheduler.service import live_snapshot_of
 
-        try:
-            result = anyio.run(live_plan, settings)
-        except KubeconfigError as error:
-            raise UsageError(str(error)) from None
+        snapshot = _from_cluster(lambda: anyio.run(live_snapshot_of, settings))
+        result = plan(snapshot, settings=settings)
+    if not snapshot.nodes:
+        # Every pod then waits: most likely the snapshot was taken without `nodes`, or of the wrong
+        # cluster. Said, not refused: an empty cluster is a cluster too.
+        where = "the cluster has" if args.snapshot is None else "the snapshot has"
+        print(
+            f"custom-scheduler: warning: {where} no nodes (take it with "
+            "`kubectl get nodes,pods,priorityclasses -A -o json`)",
+            file=sys.stderr,
+        )
     try:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
         sys.stdout.flush()
@@ -379,6 +405,27 @@ def _plan(args: argparse.Namespace, settings: Settings) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     return 0
+
+
+T = TypeVar("T")
+
+
+def _from_cluster(read: Callable[[], T]) -> T:
+    """What `read` gets from the cluster; a problem the user can fix (the kubeconfig, the server's
+    address, credentials, RBAC) raises UsageError with one line that names it."""
+    from custom_scheduler.kube import ApiError, KubeconfigError, Unreachable
+
+    try:
+        return read()
+    except Exception as error:
+        cause = _leaf(error)
+        if isinstance(cause, KubeconfigError | Unreachable):
+            raise UsageError(str(cause)) from None
+        if isinstance(cause, ApiError):
+            raise UsageError(f"the API server refused: {cause}") from None
+        if isinstance(cause, TimeoutError | ConnectionError):
+            raise UsageError(f"the API server did not answer: {type(cause).__name__}: {cause}") from None
+        raise
 
 
 def _leaf(error: BaseException) -> BaseException:
@@ -392,24 +439,43 @@ def _run(settings: Settings) -> int:
     import anyio
     import structlog
 
-    from custom_scheduler.kube import KubeconfigError
+    from custom_scheduler.kube import ApiError, KubeconfigError
+    from custom_scheduler.metrics import ServeError
     from custom_scheduler.service import run
     from custom_scheduler.telemetry import configure_logging
 
     configure_logging(fmt=settings.log_format, level=settings.log_level)
+    log = structlog.get_logger(component="main")
     try:
         anyio.run(run, settings)
     except Exception as error:
         cause = _leaf(error)
         if isinstance(cause, KubeconfigError):
             raise UsageError(str(cause)) from None
-        # Unexpected: one clear line (with the traceback as a field), then exit; Kubernetes
-        # restarts the scheduler with a fresh cache.
-        structlog.get_logger(component="main").critical(
-            "scheduler_failed", error=f"{type(cause).__name__}: {cause}", exc_info=cause
+        if isinstance(cause, ServeError):
+            raise UsageError(f"--health-port {settings.health_port}: {cause}") from None
+        if isinstance(cause, ApiError):
+            # The scheduler's own standing with the API server (401: credentials; 403: a rule its
+            # RBAC lacks; 404: a kind the server does not serve): the user's to fix, said in one line.
+            log.critical("scheduler_failed", error=str(cause))
+            return EXIT_BAD_INPUT
+        # A bug: one line that says what and where; the whole traceback with --log-level debug.
+        # Kubernetes restarts the scheduler with a fresh cache.
+        details: dict[str, Any] = {"exc_info": cause} if settings.log_level == "debug" else {}
+        log.critical(
+            "scheduler_failed", error=f"{type(cause).__name__}: {cause}", where=_where(cause), **details
         )
-        return 1
+        return EXIT_BUG
     return 0
+
+
+def _where(error: BaseException) -> str:
+    """Where an exception was raised: `file.py:123 in function`, the innermost frame."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "unknown"
+    last = frames[-1]
+    return f"{Path(last.filename).name}:{last.lineno} in {last.name}"
 
 
 def _fail(message: str) -> NoReturn:
