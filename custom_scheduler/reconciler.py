@@ -93,7 +93,7 @@ class Reconciler:
         self.on_pass = on_pass
         # Their workers run beside the passes (`service` starts them): what the scheduler tells
         # people never holds up a pass.
-        self.recorder = Recorder(kube, workers=settings.event_workers)
+        self.recorder = Recorder(kube, workers=settings.event_workers, component=settings.scheduler_name)
         self.reasons = Reasons(kube, self.recorder, workers=settings.reason_workers)
         self.passes = 0
         # Preemptor -> what its condition says about its refused eviction: said once, and kept

@@ -1,0 +1,102 @@
+"""What an operator meets first, on the real control plane: `make run` as the README shows it, and
+events under the scheduler's own name."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import aiohttp
+import anyio
+
+from tests.e2e.cluster import Cluster, node_of
+from tests.e2e.conftest import NodeFactory
+from tests.harness.controlplane import REPO, ControlPlane, free_port
+
+
+async def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session,
+            session.get(f"http://127.0.0.1:{port}{path}") as response,
+        ):
+            return response.status, await response.text()
+    except (aiohttp.ClientError, TimeoutError) as error:
+        return 0, str(error)
+
+
+async def test_make_run_serves_metrics_and_its_output_is_the_readmes_jq_input(
+    control_plane: ControlPlane, cluster: Cluster, namespace: str, nodes: NodeFactory, tmp_path: Path
+) -> None:
+    (node,), label = await nodes(1)
+    port = free_port()
+    args = (
+        f"--kubeconfig={control_plane.kubeconfig} --namespace={namespace} "
+        f"--node-selector={label[0]}={label[1]} --interval=1 --health-port={port}"
+    )
+    out = tmp_path / "make-run.out"
+    with out.open("wb") as stdout:
+        make = await anyio.open_process(
+            ["make", "run", f"ARGS={args}"],
+            cwd=REPO,
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # make and the scheduler: stopped together, as Ctrl-C stops them
+        )
+    try:
+        await cluster.wait_for(
+            lambda: _ready(port), deadline=60, what="make run to serve /readyz on its health port"
+        )
+        await cluster.create_pod(namespace, "demo")
+
+        async def bound() -> str:
+            return node_of(await cluster.pod(namespace, "demo"))
+
+        assert await cluster.wait_for(bound, what="make run to bind the pod") == node
+        status, metrics = await _get(port, "/metrics")
+        assert status == 200
+        assert (
+            'scheduler_schedule_attempts_total{profile="custom-scheduler",result="scheduled"} 1.0' in metrics
+        )
+    finally:
+        os.killpg(make.pid, signal.SIGTERM)
+        with anyio.fail_after(30):
+            await make.wait()
+    lines = out.read_text().splitlines()
+    assert lines and all(json.loads(line)["event"] for line in lines), "every line of stdout a log line"
+    events = [json.loads(line)["event"] for line in lines]
+    assert events[0] == "health_serving" and "scheduler_stopped" in events
+    # The README's recipe, as written, on what `make run` printed.
+    where = await anyio.run_process(
+        ["jq", "-r", r'select(.event=="pod_bound") | "\(.timestamp) \(.pod) -> \(.node)"'],
+        input=out.read_bytes(),
+    )
+    assert where.stdout.decode().rstrip().endswith(f" {namespace}/demo -> {node}"), where.stdout
+
+
+async def _ready(port: int) -> bool:
+    return (await _get(port, "/readyz"))[0] == 200
+
+
+async def test_events_are_reported_under_the_schedulers_own_name(
+    cluster: Cluster, namespace: str, nodes: NodeFactory
+) -> None:
+    (node,), label = await nodes(1)
+    await cluster.create_pod(namespace, "first", scheduler="team-x")
+    await cluster.create_pod(namespace, "second", scheduler="team-x")
+    async with cluster.scheduler(namespace, label, scheduler_name="team-x"):
+
+        async def told() -> list[tuple[str, str, str]] | None:
+            events = [
+                (e["reason"], e["source"].get("component", ""), e.get("reportingComponent", ""))
+                for e in await cluster.events(namespace)
+            ]
+            reasons = {r for r, _, _ in events}
+            return events if {"Scheduled", "FailedScheduling"} <= reasons else None
+
+        events = await cluster.wait_for(told, what="a Scheduled and a FailedScheduling event")
+    assert {(source, reporter) for _, source, reporter in events} == {("team-x", "team-x")}
+    assert node in {node_of(await cluster.pod(namespace, name)) for name in ("first", "second")}
