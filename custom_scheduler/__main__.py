@@ -17,17 +17,21 @@ import json
 import os
 import re
 import sys
+import time
 import traceback
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from custom_scheduler import __version__
 from custom_scheduler.convert import ConvertError, snapshot_from_list
+from custom_scheduler.model import Snapshot
 from custom_scheduler.planner import plan
 from custom_scheduler.settings import DEFAULT_SCHEDULER_NAME, SelectorError, Settings, parse_selector
 
 EXIT_BAD_INPUT = 2
+TAKE_SNAPSHOT = "kubectl get nodes,pods,priorityclasses -A -o json"
 EXIT_BUG = 1
 # kube-scheduler's old plain-HTTP port (it now serves HTTPS on 10259): a scheduler beside it on a
 # control-plane node does not take its port.
@@ -81,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A Kubernetes scheduler: one pod per node, priority preemption, gang scheduling.",
     )
     parser.add_argument("--version", action="version", version=f"custom-scheduler {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,plan}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,plan,status}")
 
     run = sub.add_parser("run", help="schedule pods until stopped (SIGTERM or SIGINT)")
     _cluster_flags(run)
@@ -163,14 +167,46 @@ def build_parser() -> argparse.ArgumentParser:
         "plan",
         help="print what one pass would do (JSON), from a snapshot file or a live cluster; writes nothing",
     )
-    plan_.add_argument(
+    _snapshot_flags(plan_)
+    status = sub.add_parser(
+        "status",
+        help="gangs, waiting pods and nodes at a glance (a table, or -o json), from a snapshot file or "
+        "a live cluster; writes nothing",
+    )
+    _snapshot_flags(status)
+    status.add_argument(
+        "--now",
+        type=_rfc3339,
+        metavar="RFC3339",
+        help="the time ages are counted to (default: now; on a live cluster, the API server's)",
+    )
+    status.add_argument(
+        "-o", "--output", choices=("table", "json"), default="table", help="table (default) or json"
+    )
+    return parser
+
+
+def _snapshot_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--snapshot",
         metavar="FILE|-",
         help="output of `kubectl get nodes,pods,priorityclasses -A -o json` (or -o yaml); - for stdin",
     )
-    _cluster_flags(plan_)
-    _scope_flags(plan_)
-    return parser
+    _cluster_flags(parser)
+    _scope_flags(parser)
+
+
+def _rfc3339(text: str) -> float:
+    """An RFC 3339 time (`2025-06-01T12:00:00Z`) as epoch seconds; argparse says so when it is not one."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an RFC 3339 time such as 2025-06-01T12:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone (end it with Z for UTC)")
+    return moment.timestamp()
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -180,8 +216,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     except SelectorError as error:
         raise UsageError(f"--node-selector: {error}") from None
     extra: dict[str, Any] = {}
-    if args.command == "plan" and args.snapshot is not None and (args.kubeconfig or args.context):
-        raise UsageError("--snapshot plans from a file, --kubeconfig and --context from a cluster: give one")
+    if args.command in ("plan", "status") and args.snapshot is not None and (args.kubeconfig or args.context):
+        raise UsageError("--snapshot reads a file, --kubeconfig and --context a cluster: give one")
     if args.command == "run":
         if args.interval <= 0:
             raise UsageError("--interval must be more than 0 seconds")
@@ -369,7 +405,8 @@ def _yaml_problem(error: Exception) -> str:
 
 # The client, HTTP and async libraries are imported only by the commands that talk to a
 # cluster: `plan --snapshot` starts in a fraction of the time without them.
-def _plan(args: argparse.Namespace, settings: Settings) -> int:
+def _snapshot(args: argparse.Namespace, settings: Settings) -> Snapshot:
+    """The snapshot `plan` and `status` read: the file (or stdin) named, else the live cluster's."""
     # A one-shot command: the cyclic collector would only rescan the parsed snapshot while it
     # is converted and planned (most of the run time on a large cluster).
     gc.disable()
@@ -380,31 +417,52 @@ def _plan(args: argparse.Namespace, settings: Settings) -> int:
         except ConvertError as error:
             name = "<stdin>" if args.snapshot == "-" else args.snapshot
             raise UsageError(f"{name}: {error}") from None
-        result = plan(snapshot, settings=settings)
     else:
         import anyio
 
         from custom_scheduler.service import live_snapshot_of
 
         snapshot = _from_cluster(lambda: anyio.run(live_snapshot_of, settings))
-        result = plan(snapshot, settings=settings)
     if not snapshot.nodes:
         # Every pod then waits: most likely the snapshot was taken without `nodes`, or of the wrong
         # cluster. Said, not refused: an empty cluster is a cluster too.
-        where = "the cluster has" if args.snapshot is None else "the snapshot has"
-        print(
-            f"custom-scheduler: warning: {where} no nodes (take it with "
-            "`kubectl get nodes,pods,priorityclasses -A -o json`)",
-            file=sys.stderr,
+        hint = (
+            "the cluster has no nodes (is it the one you meant? --kubeconfig, --context)"
+            if args.snapshot is None
+            else f"the snapshot has no nodes (take it with `{TAKE_SNAPSHOT}`)"
         )
+        print(f"custom-scheduler: warning: {hint}", file=sys.stderr)
+    now = getattr(args, "now", None)  # status's
+    if now is not None:
+        snapshot = Snapshot(snapshot.nodes, snapshot.pods, snapshot.priority_classes, now=now)
+    elif args.snapshot is not None and args.command == "status":
+        # Ages in a snapshot's status are counted to now (the live cluster's, to the server's time).
+        snapshot = Snapshot(snapshot.nodes, snapshot.pods, snapshot.priority_classes, now=time.time())
+    return snapshot
+
+
+def _print(text: str) -> int:
+    """Write the command's output; 0, or 141 when the reader left early (`| head`)."""
     try:
-        sys.stdout.write(json.dumps(result.to_json()) + "\n")
+        sys.stdout.write(text)
         sys.stdout.flush()
     except BrokenPipeError:
-        # The reader left (`| head`): nothing more to say, and nothing for the exit to flush.
+        # The reader left: nothing more to say, and nothing for the exit to flush.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     return 0
+
+
+def _plan(args: argparse.Namespace, settings: Settings) -> int:
+    result = plan(_snapshot(args, settings), settings=settings)
+    return _print(json.dumps(result.to_json()) + "\n")
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from custom_scheduler.status import render, status_of
+
+    status = status_of(_snapshot(args, settings), settings=settings)
+    return _print(json.dumps(status.to_json()) + "\n" if args.output == "json" else render(status))
 
 
 T = TypeVar("T")
@@ -490,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from_args(args)
         if args.command == "plan":
             return _plan(args, settings)
+        if args.command == "status":
+            return _status(args, settings)
         return _run(settings)
     except UsageError as error:
         _fail(str(error))

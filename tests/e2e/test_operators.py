@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -100,3 +101,57 @@ async def test_events_are_reported_under_the_schedulers_own_name(
         events = await cluster.wait_for(told, what="a Scheduled and a FailedScheduling event")
     assert {(source, reporter) for _, source, reporter in events} == {("team-x", "team-x")}
     assert node in {node_of(await cluster.pod(namespace, name)) for name in ("first", "second")}
+
+
+async def _status(plane: ControlPlane, namespace: str, label: tuple[str, str], *flags: str) -> str:
+    done = await anyio.run_process(
+        [
+            sys.executable,
+            "-m",
+            "custom_scheduler",
+            "status",
+            f"--kubeconfig={plane.kubeconfig}",
+            f"--namespace={namespace}",
+            f"--node-selector={label[0]}={label[1]}",
+            *flags,
+        ],
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, b""), done.stderr.decode()
+    return done.stdout.decode()
+
+
+async def test_status_on_the_live_cluster(
+    control_plane: ControlPlane, cluster: Cluster, namespace: str, nodes: NodeFactory
+) -> None:
+    names, label = await nodes(2)
+    await cluster.create_pod(namespace, "single")
+    await cluster.create_pod(namespace, "train-0", gang="train", min_available=3)
+    quorum = f"gang {namespace}/train: 1 of 3 required members exist"
+
+    # No scheduler running: the next pass would bind the single pod (and it stays unbound: a clue).
+    status = json.loads(await _status(control_plane, namespace, label, "-o", "json"))
+    assert (status["scheduler"], status["namespace"]) == ("custom-scheduler", namespace)
+    pods = {p["pod"]: (p["state"], p["node"], p["reason"]) for p in status["pods"]}
+    assert pods[f"{namespace}/single"][:2] == ("binds next pass", names[0])
+    assert pods[f"{namespace}/train-0"] == ("waiting", "", quorum)
+    assert [
+        (g["gang"], g["bound"], g["pending"], g["min_available"], g["reason"]) for g in status["gangs"]
+    ] == [(f"{namespace}/train", 0, 1, 3, quorum)]
+    ours = {n["node"]: n["state"] for n in status["nodes"] if n["node"] in names}
+    assert ours == dict.fromkeys(names, "free")
+    assert pods[f"{namespace}/single"][0] == "binds next pass"
+
+    async with cluster.scheduler(namespace, label):
+
+        async def bound() -> str:
+            return node_of(await cluster.pod(namespace, "single"))
+
+        node = await cluster.wait_for(bound, what="the scheduler to bind the single pod")
+    status = json.loads(await _status(control_plane, namespace, label, "-o", "json"))
+    assert [p["pod"] for p in status["pods"]] == [f"{namespace}/train-0"]
+    rows = {n["node"]: (n["state"], n["pods"]) for n in status["nodes"] if n["node"] in names}
+    assert rows[node] == ("ours", [f"{namespace}/single"])
+    table = await _status(control_plane, namespace, label)
+    assert table.startswith(f"scheduler custom-scheduler ({namespace}): nodes: 1 ours, 1 free")
+    assert f"{namespace}/train   0       1         3 " in table

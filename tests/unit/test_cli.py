@@ -537,7 +537,7 @@ def test_bad_run_values_stop_before_anything_runs(
 @pytest.mark.parametrize("flag", ["--kubeconfig", "--context"])
 def test_a_snapshot_and_a_cluster_exclude_each_other(capsys: pytest.CaptureFixture[str], flag: str) -> None:
     code, out, err = run(capsys, "plan", "--snapshot", str(DATA / "demo-two.json"), flag, "x")
-    assert_one_line(code, out, err, "custom-scheduler: --snapshot plans from a file", "give one")
+    assert_one_line(code, out, err, "custom-scheduler: --snapshot reads a file", "give one")
 
 
 @pytest.mark.parametrize("argv", [[], ["plan", "--interval", "3"], ["run", "--log-format", "xml"]])
@@ -558,9 +558,13 @@ def test_help_works_both_ways() -> None:
     [
         ("plan", "--snapshot --kubeconfig --context --scheduler-name --namespace --node-selector"),
         (
+            "status",
+            "--snapshot --kubeconfig --context --scheduler-name --namespace --node-selector --now --output",
+        ),
+        (
             "run",
             "--kubeconfig --context --scheduler-name --namespace --node-selector --interval "
-            "--max-concurrency --dry-run --log-format --log-level",
+            "--max-concurrency --dry-run --log-format --log-level --health-port --bind-address",
         ),
     ],
 )
