@@ -107,7 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="json lines, or console; auto: console on a terminal, else json (default)",
     )
-    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    run.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="info (default); debug adds every pass, idle ones too, and a bug's whole traceback",
+    )
     run.add_argument(
         "--leader-elect",
         action="store_true",
