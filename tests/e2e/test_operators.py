@@ -46,6 +46,8 @@ async def test_make_run_serves_metrics_and_its_output_is_the_readmes_jq_input(
             stdout=stdout,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # make and the scheduler: stopped together, as Ctrl-C stops them
+            # As typed in a shell: not a sub-make of `make test` (which would say "Entering directory").
+            env={k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")},
         )
     try:
         await cluster.wait_for(
