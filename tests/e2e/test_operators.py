@@ -68,6 +68,12 @@ async def test_make_run_serves_metrics_and_its_output_is_the_readmes_jq_input(
         os.killpg(make.pid, signal.SIGTERM)
         with anyio.fail_after(30):
             await make.wait()
+
+    async def stopped() -> bool:
+        # make may exit before the scheduler it ran has written its last line.
+        return '"event": "scheduler_stopped"' in await anyio.Path(out).read_text()
+
+    await cluster.wait_for(stopped, what="the scheduler to stop on SIGTERM")
     lines = out.read_text().splitlines()
     assert lines and all(json.loads(line)["event"] for line in lines), "every line of stdout a log line"
     events = [json.loads(line)["event"] for line in lines]
