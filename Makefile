@@ -14,11 +14,12 @@ PIP := $(BIN)/python -W "ignore:Editable installation" -m pip --quiet --disable-
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
+# Setup says what it does on stderr: stdout stays the command's own (`make run | jq ...`).
 $(STAMP): pyproject.toml
-	@test -x $(BIN)/python || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
-	@echo "==> installing custom-scheduler with its dev extra into $(VENV)"
-	@$(PIP) install --upgrade pip
-	@$(PIP) install -e '.[dev]'
+	@test -x $(BIN)/python || { echo "==> creating $(VENV)" >&2; $(PYTHON) -m venv $(VENV) >&2; }
+	@echo "==> installing custom-scheduler with its dev extra into $(VENV)" >&2
+	@$(PIP) install --upgrade pip >&2
+	@$(PIP) install -e '.[dev]' >&2
 	@touch $@
 
 venv: $(STAMP) ## create .venv and install the project (done by the other targets when needed)
@@ -60,8 +61,9 @@ cluster-up: $(STAMP) controlplane ## start the local control plane and print the
 cluster-down: $(STAMP) ## stop the local control plane
 	@$(BIN)/python -m tests.harness.controlplane down
 
-run: $(STAMP) ## run the scheduler against $KUBECONFIG (ARGS="--dry-run ..." adds flags)
-	$(BIN)/custom-scheduler run $(ARGS)
+# Not echoed: its output is the scheduler's log lines and nothing else (`make run | jq ...`).
+run: $(STAMP) ## run the scheduler against $KUBECONFIG, serving /metrics on :10251 (ARGS="--dry-run ..." adds flags)
+	@$(BIN)/custom-scheduler run $(ARGS)
 
 demo: $(STAMP) controlplane ## SPEC section 11 on a local control plane with two simulated nodes
 	@$(BIN)/python -m tests.demo

@@ -10,24 +10,32 @@ from __future__ import annotations
 
 import argparse
 import codecs
-import dataclasses
 import gc
+import ipaddress
 import itertools
 import json
 import os
 import re
 import sys
 import time
-from datetime import UTC, datetime
+import traceback
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from custom_scheduler import __version__
 from custom_scheduler.convert import ConvertError, snapshot_from_list
+from custom_scheduler.model import Snapshot
 from custom_scheduler.planner import plan
 from custom_scheduler.settings import DEFAULT_SCHEDULER_NAME, SelectorError, Settings, parse_selector
 
 EXIT_BAD_INPUT = 2
+TAKE_SNAPSHOT = "kubectl get nodes,pods,priorityclasses -A -o json"
+EXIT_BUG = 1
+# kube-scheduler's old plain-HTTP port (it now serves HTTPS on 10259): a scheduler beside it on a
+# control-plane node does not take its port.
+DEFAULT_HEALTH_PORT = 10251
 EXIT_BROKEN_PIPE = 141  # as a filter killed by SIGPIPE exits
 MAX_YAML_DEPTH = 1000
 # YAML aliases share one node, but whatever reads the document walks it once per reference: a
@@ -103,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A Kubernetes scheduler: one pod per node, priority preemption, gang scheduling.",
     )
     parser.add_argument("--version", action="version", version=f"custom-scheduler {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,plan}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,plan,status}")
 
     run = sub.add_parser("run", help="schedule pods until stopped (SIGTERM or SIGINT)")
     _cluster_flags(run)
@@ -125,7 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="json lines, or console; auto: console on a terminal, else json (default)",
     )
-    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    run.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="info (default); debug adds every pass, idle ones too, and a bug's whole traceback",
+    )
     run.add_argument(
         "--leader-elect",
         action="store_true",
@@ -160,7 +173,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how often to renew, or to try for the lease (default 2)",
     )
-    _reserve_flag(run)
     run.add_argument(
         "--stuck-after",
         type=float,
@@ -170,30 +182,65 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--health-port",
         type=int,
-        default=0,
-        help="serve /healthz, /livez, /readyz and /metrics on this port (0: off)",
+        default=DEFAULT_HEALTH_PORT,
+        metavar="PORT",
+        help=f"serve /healthz, /livez, /readyz and /metrics over HTTP on this port "
+        f"(default {DEFAULT_HEALTH_PORT}; 0: off)",
+    )
+    _reserve_flag(run)
+    run.add_argument(
+        "--bind-address",
+        default="0.0.0.0",
+        metavar="IP",
+        help="the address to serve --health-port on (default 0.0.0.0: every interface, IPv4 and IPv6)",
     )
 
     plan_ = sub.add_parser(
         "plan",
         help="print what one pass would do (JSON), from a snapshot file or a live cluster; writes nothing",
     )
-    plan_.add_argument(
+    _snapshot_flags(plan_)
+    status = sub.add_parser(
+        "status",
+        help="gangs, waiting pods and nodes at a glance (a table, or -o json), from a snapshot file or "
+        "a live cluster; writes nothing",
+    )
+    _snapshot_flags(status)
+    status.add_argument(
+        "-o", "--output", choices=("table", "json"), default="table", help="table (default) or json"
+    )
+    return parser
+
+
+def _snapshot_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--snapshot",
         metavar="FILE|-",
         help="output of `kubectl get nodes,pods,priorityclasses -A -o json` (or -o yaml); - for stdin",
     )
-    _cluster_flags(plan_)
-    _scope_flags(plan_)
-    _reserve_flag(plan_)
-    plan_.add_argument(
+    _cluster_flags(parser)
+    _scope_flags(parser)
+    _reserve_flag(parser)
+    parser.add_argument(
         "--now",
+        type=_rfc3339,
         metavar="RFC3339",
-        default=None,
-        help="plan as of this moment, e.g. 2026-12-01T10:00:00Z (default: the current time), so that "
-        "a snapshot gives the same plan tomorrow",
+        help="plan as of this moment, e.g. 2026-12-01T10:00:00Z (default: the current time; on a "
+        "live cluster, the API server's), so that a snapshot gives the same answer tomorrow",
     )
-    return parser
+
+
+def _rfc3339(text: str) -> float:
+    """An RFC 3339 time (`2025-06-01T12:00:00Z`) as epoch seconds; argparse says so when it is not one."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an RFC 3339 time such as 2025-06-01T12:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone (end it with Z for UTC)")
+    return moment.timestamp()
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -203,8 +250,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     except SelectorError as error:
         raise UsageError(f"--node-selector: {error}") from None
     extra: dict[str, Any] = {}
-    if args.command == "plan" and args.snapshot is not None and (args.kubeconfig or args.context):
-        raise UsageError("--snapshot plans from a file, --kubeconfig and --context from a cluster: give one")
+    if args.command in ("plan", "status") and args.snapshot is not None and (args.kubeconfig or args.context):
+        raise UsageError("--snapshot reads a file, --kubeconfig and --context a cluster: give one")
     if args.command == "run":
         if args.interval <= 0:
             raise UsageError("--interval must be more than 0 seconds")
@@ -235,10 +282,15 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             "renew_deadline": renew,
             "retry_period": retry,
             "health_port": args.health_port,
+            "bind_address": args.bind_address,
             "stuck_after": args.stuck_after,
         }
         if not 0 <= args.health_port <= 65535:
             raise UsageError("--health-port must be from 0 to 65535")
+        try:
+            ipaddress.ip_address(args.bind_address)
+        except ValueError:
+            raise UsageError(f"--bind-address: {args.bind_address!r} is not an IP address") from None
     return Settings(
         scheduler_name=args.scheduler_name,
         namespace=args.namespace or None,
@@ -248,19 +300,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         reserve_after=parse_duration(args.reserve_after, "--reserve-after"),
         **extra,
     )
-
-
-def planned_at(text: str | None) -> float:
-    """`plan --now`: an RFC 3339 moment in epoch seconds; None: the current time."""
-    if text is None:
-        return time.time()
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(f"--now: {text[:40]!r} is not an RFC 3339 time (2026-12-01T10:00:00Z)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def _read_snapshot(source: str) -> Any:
@@ -401,11 +440,11 @@ def _yaml_problem(error: Exception) -> str:
 
 # The client, HTTP and async libraries are imported only by the commands that talk to a
 # cluster: `plan --snapshot` starts in a fraction of the time without them.
-def _plan(args: argparse.Namespace, settings: Settings) -> int:
+def _snapshot(args: argparse.Namespace, settings: Settings) -> Snapshot:
+    """The snapshot `plan` and `status` read: the file (or stdin) named, else the live cluster's."""
     # A one-shot command: the cyclic collector would only rescan the parsed snapshot while it
     # is converted and planned (most of the run time on a large cluster).
     gc.disable()
-    now = planned_at(args.now)
     if args.snapshot is not None:
         document = _read_snapshot(args.snapshot)
         try:
@@ -413,25 +452,73 @@ def _plan(args: argparse.Namespace, settings: Settings) -> int:
         except ConvertError as error:
             name = "<stdin>" if args.snapshot == "-" else args.snapshot
             raise UsageError(f"{name}: {error}") from None
-        result = plan(dataclasses.replace(snapshot, now=now), settings=settings)
     else:
         import anyio
 
-        from custom_scheduler.kube import KubeconfigError
-        from custom_scheduler.service import live_plan
+        from custom_scheduler.service import live_snapshot_of
 
-        try:
-            result = anyio.run(live_plan, settings, now)
-        except KubeconfigError as error:
-            raise UsageError(str(error)) from None
+        snapshot = _from_cluster(lambda: anyio.run(live_snapshot_of, settings))
+    if not snapshot.nodes:
+        # Every pod then waits: most likely the snapshot was taken without `nodes`, or of the wrong
+        # cluster. Said, not refused: an empty cluster is a cluster too.
+        hint = (
+            "the cluster has no nodes (is it the one you meant? --kubeconfig, --context)"
+            if args.snapshot is None
+            else f"the snapshot has no nodes (take it with `{TAKE_SNAPSHOT}`)"
+        )
+        print(f"custom-scheduler: warning: {hint}", file=sys.stderr)
+    # A pass plans as of a moment (how long a unit has waited, whether a victim is stuck): --now,
+    # else the current time (a live cluster's snapshot is at the API server's).
+    if args.now is not None:
+        snapshot = Snapshot(snapshot.nodes, snapshot.pods, snapshot.priority_classes, now=args.now)
+    elif args.snapshot is not None:
+        snapshot = Snapshot(snapshot.nodes, snapshot.pods, snapshot.priority_classes, now=time.time())
+    return snapshot
+
+
+def _print(text: str) -> int:
+    """Write the command's output; 0, or 141 when the reader left early (`| head`)."""
     try:
-        sys.stdout.write(json.dumps(result.to_json()) + "\n")
+        sys.stdout.write(text)
         sys.stdout.flush()
     except BrokenPipeError:
-        # The reader left (`| head`): nothing more to say, and nothing for the exit to flush.
+        # The reader left: nothing more to say, and nothing for the exit to flush.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     return 0
+
+
+def _plan(args: argparse.Namespace, settings: Settings) -> int:
+    result = plan(_snapshot(args, settings), settings=settings)
+    return _print(json.dumps(result.to_json()) + "\n")
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from custom_scheduler.status import render, status_of
+
+    status = status_of(_snapshot(args, settings), settings=settings)
+    return _print(json.dumps(status.to_json()) + "\n" if args.output == "json" else render(status))
+
+
+T = TypeVar("T")
+
+
+def _from_cluster(read: Callable[[], T]) -> T:
+    """What `read` gets from the cluster; a problem the user can fix (the kubeconfig, the server's
+    address, credentials, RBAC) raises UsageError with one line that names it."""
+    from custom_scheduler.kube import ApiError, KubeconfigError, Unreachable
+
+    try:
+        return read()
+    except Exception as error:
+        cause = _leaf(error)
+        if isinstance(cause, KubeconfigError | Unreachable):
+            raise UsageError(str(cause)) from None
+        if isinstance(cause, ApiError):
+            raise UsageError(f"the API server refused: {cause}") from None
+        if isinstance(cause, TimeoutError | ConnectionError):
+            raise UsageError(f"the API server did not answer: {type(cause).__name__}: {cause}") from None
+        raise
 
 
 def _leaf(error: BaseException) -> BaseException:
@@ -445,24 +532,43 @@ def _run(settings: Settings) -> int:
     import anyio
     import structlog
 
-    from custom_scheduler.kube import KubeconfigError
+    from custom_scheduler.kube import ApiError, KubeconfigError
+    from custom_scheduler.metrics import ServeError
     from custom_scheduler.service import run
     from custom_scheduler.telemetry import configure_logging
 
     configure_logging(fmt=settings.log_format, level=settings.log_level)
+    log = structlog.get_logger(component="main")
     try:
         anyio.run(run, settings)
     except Exception as error:
         cause = _leaf(error)
         if isinstance(cause, KubeconfigError):
             raise UsageError(str(cause)) from None
-        # Unexpected: one clear line (with the traceback as a field), then exit; Kubernetes
-        # restarts the scheduler with a fresh cache.
-        structlog.get_logger(component="main").critical(
-            "scheduler_failed", error=f"{type(cause).__name__}: {cause}", exc_info=cause
+        if isinstance(cause, ServeError):
+            raise UsageError(f"--health-port {settings.health_port}: {cause}") from None
+        if isinstance(cause, ApiError):
+            # The scheduler's own standing with the API server (401: credentials; 403: a rule its
+            # RBAC lacks; 404: a kind the server does not serve): the user's to fix, said in one line.
+            log.critical("scheduler_failed", error=str(cause))
+            return EXIT_BAD_INPUT
+        # A bug: one line that says what and where; the whole traceback with --log-level debug.
+        # Kubernetes restarts the scheduler with a fresh cache.
+        details: dict[str, Any] = {"exc_info": cause} if settings.log_level == "debug" else {}
+        log.critical(
+            "scheduler_failed", error=f"{type(cause).__name__}: {cause}", where=_where(cause), **details
         )
-        return 1
+        return EXIT_BUG
     return 0
+
+
+def _where(error: BaseException) -> str:
+    """Where an exception was raised: `file.py:123 in function`, the innermost frame."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "unknown"
+    last = frames[-1]
+    return f"{Path(last.filename).name}:{last.lineno} in {last.name}"
 
 
 def _fail(message: str) -> NoReturn:
@@ -477,6 +583,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from_args(args)
         if args.command == "plan":
             return _plan(args, settings)
+        if args.command == "status":
+            return _status(args, settings)
         return _run(settings)
     except UsageError as error:
         _fail(str(error))

@@ -17,9 +17,11 @@ class Trigger:
 
     def __init__(self) -> None:
         self._event = anyio.Event()
+        self.kicks = 0  # relevant changes so far: a pass can tell whether any came since the last
 
     def kick(self) -> None:
         """Ask for a pass soon."""
+        self.kicks += 1
         self._event.set()
 
     async def wait(self, seconds: float) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import errno
 import os
 import re
 import ssl
@@ -102,6 +103,37 @@ class NotLeading(Exception):
 
 class KubeconfigError(Exception):
     """No usable cluster configuration: the message says which file or setting and why."""
+
+
+class Unreachable(ConnectionError):
+    """No connection to the API server could be made; the message names its address and why, on one line."""
+
+
+# What a failed connection's errno means, in the words people know from `curl` and `kubectl`.
+_CONNECT_ERRORS = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ETIMEDOUT: "connection timed out",
+    errno.EHOSTUNREACH: "no route to host",
+    errno.ENETUNREACH: "network is unreachable",
+    errno.ECONNRESET: "connection reset",
+}
+
+
+def unreachable(host: str, error: BaseException) -> Unreachable:
+    """An `Unreachable` for a failed connection to `host`: `cannot reach https://...: connection refused`."""
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        why = f"its certificate was refused: {error.certificate_error}"
+    elif isinstance(error, aiohttp.ClientConnectorDNSError):
+        why = f"no such host ({error.os_error})"
+    elif isinstance(error, aiohttp.ClientConnectorError):
+        code = error.os_error.errno
+        known = _CONNECT_ERRORS.get(code) if code is not None else None
+        why = known or (os.strerror(code) if code else str(error.os_error)).lower() or type(error).__name__
+    elif isinstance(error, TimeoutError):  # aiohttp's connect timeout
+        why = f"no connection within {REQUEST_TIMEOUT.sock_connect:g}s"
+    else:
+        why = str(error) or type(error).__name__
+    return Unreachable(f"cannot reach {host}: {' '.join(why.split())}")
 
 
 class Expired(Exception):
@@ -251,19 +283,44 @@ async def load_configuration(kubeconfig: str | None, context: str | None) -> cli
     """The cluster's address and credentials: --kubeconfig; else in-cluster in a pod; else $KUBECONFIG;
     else ~/.kube/config."""
     configuration = client.Configuration()
-    try:
-        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        try:
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        else:
-            await config.load_kube_config(
-                config_file=kubeconfig_path(kubeconfig),
-                context=context,
-                client_configuration=configuration,
-                persist_config=False,
-            )
+        except config.ConfigException as error:
+            raise KubeconfigError(f"cannot use the in-cluster configuration: {error}") from None
+        return configuration
+    path = kubeconfig_path(kubeconfig)
+    _check_kubeconfig(path)
+    try:
+        await config.load_kube_config(
+            config_file=path, context=context, client_configuration=configuration, persist_config=False
+        )
     except config.ConfigException as error:
-        raise KubeconfigError(f"cannot use the cluster configuration: {error}") from None
+        raise KubeconfigError(f"kubeconfig {path}: {' '.join(str(error).split())}") from None
+    # The client reads what it finds and trips over a value of the wrong type (a list for a map, a
+    # number for a name) with a TypeError or its kin: the file is wrong, not the scheduler.
+    except (TypeError, ValueError, KeyError, AttributeError, OSError) as error:
+        raise KubeconfigError(f"kubeconfig {path}: cannot be used: {type(error).__name__}: {error}") from None
     return configuration
+
+
+def _check_kubeconfig(path: str) -> None:
+    """Raise KubeconfigError, naming the file, unless it can be read and is a YAML mapping."""
+    import yaml
+
+    try:
+        with open(path, "rb") as f:
+            document = yaml.safe_load(f)
+    except OSError as error:
+        raise KubeconfigError(f"kubeconfig {path}: cannot read: {error.strerror or error}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        problem = getattr(error, "problem", None) or " ".join(str(error).split())
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise KubeconfigError(f"kubeconfig {path}: not valid YAML: {problem}{where}") from None
+    if not isinstance(document, dict):
+        got = {type(None): "nothing", str: "text", list: "a list"}.get(type(document), "a single value")
+        raise KubeconfigError(f"kubeconfig {path}: expected a Config (a mapping), got {got}")
 
 
 def ssl_context(configuration: client.Configuration) -> ssl.SSLContext:
@@ -293,12 +350,16 @@ async def connect(
 ) -> AsyncIterator[Kube]:
     """A `Kube` for the chosen cluster, closed on exit; `connections` bounds requests in flight."""
     configuration = await load_configuration(kubeconfig, context)
+    try:
+        tls = ssl_context(configuration)
+    except (OSError, ssl.SSLError) as error:  # a certificate or key file missing or not PEM
+        raise KubeconfigError(f"cannot use the cluster's TLS settings: {error}") from None
     # The generated client's session trusts the environment, and so reads the proxy variables and
     # ~/.netrc in a worker thread on every request: as much CPU as the rest of the request
     # (BENCHMARKS.md). The proxy is read here once instead (a kubeconfig's proxy-url wins); ~/.netrc
     # has no part in Kubernetes' authentication.
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=connections, ssl=ssl_context(configuration)),
+        connector=aiohttp.TCPConnector(limit=connections, ssl=tls),
         read_bufsize=2**21,  # a watch event may carry an object up to etcd's 1.5 MiB
     )
     try:
@@ -381,17 +442,21 @@ class Kube:
             if encoded is not None:
                 data = _Fenced(encoded, self.fence, content_type)
         sent = self.wall()
-        response = await self.session.request(
-            method,
-            self.host + path,
-            params=query or None,
-            data=data,
-            headers=headers,
-            timeout=request_timeout,
-            proxy=self.proxy,
-            proxy_headers=self.configuration.proxy_headers,
-            server_hostname=self.server_hostname,
-        )
+        try:
+            response = await self.session.request(
+                method,
+                self.host + path,
+                params=query or None,
+                data=data,
+                headers=headers,
+                timeout=request_timeout,
+                proxy=self.proxy,
+                proxy_headers=self.configuration.proxy_headers,
+                server_hostname=self.server_hostname,
+            )
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
+            # Said in one line that names the server (still a transport error: retried where reads are).
+            raise unreachable(self.host, error) from error
         self._observe_date(response.headers.get("Date"), sent, self.wall())
         return response
 

@@ -60,6 +60,7 @@ class PassStats:
     outcomes: dict[str, int] = field(default_factory=dict)
     plan_ms: float = 0.0
     duration_ms: float = 0.0
+    writes: int = 0  # binds, evictions and nominations sent (or set or cleared), whatever the answer
 
     def count(self, what: str) -> None:
         """Count an expected outcome such as `bind_conflict`."""
@@ -78,16 +79,21 @@ class Reconciler:
         clock: Callable[[], float] = time.monotonic,
         on_pass: Callable[[PassStats, Plan], None] | None = None,
         metrics: Metrics | None = None,
+        changes: Callable[[], int] | None = None,
     ) -> None:
         self.kube = kube
         self.metrics = metrics
+        # How many relevant changes the informers have seen: a pass after one tries every waiting
+        # pod again (an attempt, for the metrics); one after none only repeats the last.
+        self.changes = changes or (lambda: 0)
+        self._changes_seen = -1
         self.cache = cache
         self.settings = settings
         self.clock = clock
         self.on_pass = on_pass
         # Their workers run beside the passes (`service` starts them): what the scheduler tells
         # people never holds up a pass.
-        self.recorder = Recorder(kube, workers=settings.event_workers)
+        self.recorder = Recorder(kube, workers=settings.event_workers, component=settings.scheduler_name)
         self.reasons = Reasons(kube, self.recorder, workers=settings.reason_workers)
         self.passes = 0
         # Preemptor -> what its condition says about its refused eviction: said once, and kept
@@ -107,6 +113,8 @@ class Reconciler:
     async def run_pass(self) -> tuple[PassStats, Plan]:
         """Plan on one snapshot and apply the result; return what was done."""
         started = time.perf_counter()
+        changes = self.changes()
+        changed, self._changes_seen = changes != self._changes_seen, changes
         snapshot = self.cache.snapshot(now=self.clock())
         # The planner tells a victim stuck terminating by comparing `now` with its
         # deletionTimestamp, which the API server wrote: so `now` is the server's time.
@@ -130,7 +138,10 @@ class Reconciler:
             await self._apply(result, pods, stats)
         self.passes += 1
         stats.duration_ms = round((time.perf_counter() - started) * 1000, 2)
-        log.info(
+        # A pass is news when it did something (in a dry run: when it would have); an idle one,
+        # every interval, is said only with --log-level debug.
+        did = stats.writes if not self.settings.dry_run else stats.binds + stats.evictions + stats.nominations
+        (log.info if did else log.debug)(
             "pass_finished",
             binds=stats.binds,
             nominations=stats.nominations,
@@ -148,10 +159,23 @@ class Reconciler:
                 for p in snapshot.pods
                 if GROUP_NAME in p.annotations
             }
-            self.metrics.observe_pass(result, seconds=stats.duration_ms / 1000, gangs=gangs)
+            gated = [p.key for p in snapshot.pods if p.gated and self._ours(p) and not p.node_name]
+            self.metrics.observe_pass(
+                result,
+                seconds=stats.duration_ms / 1000,
+                gangs=gangs,
+                changed=changed,
+                backoff=len(self.cache.held(now=self.clock())),
+                gated=gated,
+            )
         if self.on_pass is not None:
             self.on_pass(stats, result)
         return stats, result
+
+    def _ours(self, pod: Pod) -> bool:
+        """Whether the pod is this scheduler's, in its namespace."""
+        namespace = self.settings.namespace
+        return pod.scheduler_name == self.settings.scheduler_name and namespace in (None, pod.namespace)
 
     def _log_dry_run(self, result: Plan) -> None:
         for b in result.binds:
@@ -260,6 +284,7 @@ class Reconciler:
 
     async def _bind(self, b: Bind, pod: Pod, stats: PassStats) -> None:
         await self.reasons.settle(b.pod)
+        stats.writes += 1
         answer = await self._kube().bind(
             pod.namespace, pod.name, b.node, convert.binding_body(pod.namespace, pod.name, b.node, pod.uid)
         )
@@ -272,7 +297,7 @@ class Reconciler:
             await self.recorder.record(pod, type_="Normal", reason="Scheduled", message=b.message)
             return
         if self.metrics is not None:
-            self.metrics.attempts.labels("error").inc()
+            self.metrics.attempt("error")
         self._refused_placing("bind", pod, answer, stats)
         if answer.outcome is Outcome.REFUSED:
             # Shown on the pod, in kube-scheduler's words, as its reason for waiting.
@@ -280,6 +305,7 @@ class Reconciler:
 
     async def _evict(self, e: Evict, pods: dict[str, Pod], stats: PassStats) -> None:
         kube, pod = self._kube(), pods[e.pod]
+        stats.writes += 1
         # The mark DisruptionTarget=True is written only once the eviction is accepted: the API
         # server sets it itself as it accepts one (reason EvictionByEvictionAPI), before the pod is
         # deleted, and we then say it was preemption. Marked first, a pod whose eviction a budget
@@ -352,6 +378,7 @@ class Reconciler:
             patch.setdefault("status", {}).update(condition["status"])
         if not patch:
             return True
+        stats.writes += 1
         answer = await self._kube().patch_status(pod.namespace, pod.name, patch)
         if not answer.ok:
             self._refused_placing("nomination", pod, answer, stats)
@@ -367,6 +394,7 @@ class Reconciler:
         return True
 
     async def _clear_nomination(self, pod: Pod, stats: PassStats) -> None:
+        stats.writes += 1
         answer = await self._kube().patch_status(pod.namespace, pod.name, convert.nomination_patch(None))
         if answer.ok:
             self.cache.assume_nominated(pod.uid, "", now=self.clock())

@@ -32,6 +32,7 @@ import structlog
 from custom_scheduler import convert
 from custom_scheduler.kube import Kube, Outcome
 from custom_scheduler.model import Pod, Unschedulable
+from custom_scheduler.settings import DEFAULT_SCHEDULER_NAME
 from custom_scheduler.telemetry import Once
 
 log = structlog.get_logger(component="recorder")
@@ -64,9 +65,19 @@ async def _run_workers(
 class Recorder:
     """A bounded queue of events and the workers that post them (`run`)."""
 
-    def __init__(self, kube: Kube | None, *, workers: int = 4, capacity: int = CAPACITY) -> None:
+    def __init__(
+        self,
+        kube: Kube | None,
+        *,
+        workers: int = 4,
+        capacity: int = CAPACITY,
+        component: str = DEFAULT_SCHEDULER_NAME,
+    ) -> None:
         self.kube = kube
         self.workers = workers
+        # Who reports the events (`kubectl describe pod`'s From): the scheduler's own name, as
+        # kube-scheduler reports each profile's events under its schedulerName.
+        self.component = component
         self.instance = socket.gethostname()
         self._send, self._receive = anyio.create_memory_object_stream[_Entry](capacity)
         self._refused = Once()
@@ -113,6 +124,7 @@ class Recorder:
             message=message,
             timestamp=timestamp,
             instance=self.instance,
+            component=self.component,
         )
         answer = await self.kube.create_event(pod.namespace, body)
         # Absorbed, each for its reason: an event is not retried (what it told is in the log too).

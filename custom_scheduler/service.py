@@ -9,7 +9,6 @@ is fenced by the lease (`Elector.lease_valid`).
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import socket
 import time
@@ -28,7 +27,6 @@ from custom_scheduler.kube import Kube, connect, kinds
 from custom_scheduler.leader import Elector, LeaseConfig
 from custom_scheduler.metrics import Health, Metrics, serve
 from custom_scheduler.model import Plan, Snapshot
-from custom_scheduler.planner import plan
 from custom_scheduler.reconciler import PassStats, Reconciler
 from custom_scheduler.settings import Settings
 
@@ -69,7 +67,7 @@ async def run_scheduler(
     cache = Cache()
     trigger = Trigger()
     feeds = informers(kube, cache, settings, trigger)
-    metrics = metrics or Metrics()
+    metrics = metrics or Metrics(profile=settings.scheduler_name)
     elector = elector_for(kube, settings, metrics) if settings.leader_elect else None
     if elector is not None:
         # No write leaves this replica unless its lease is known valid at that moment.
@@ -85,7 +83,9 @@ async def run_scheduler(
         if on_pass is not None:
             on_pass(stats, result)
 
-    reconciler = Reconciler(kube, cache, settings, on_pass=passed, metrics=metrics)
+    reconciler = Reconciler(
+        kube, cache, settings, on_pass=passed, metrics=metrics, changes=lambda: trigger.kicks
+    )
 
     async def synced() -> None:
         started = time.perf_counter()
@@ -99,6 +99,12 @@ async def run_scheduler(
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
 
+    # Before anything else: a port that cannot be served ends the process before it starts.
+    runner = (
+        await serve(metrics, health, host=settings.bind_address, port=settings.health_port)
+        if settings.health_port
+        else None
+    )
     log.info(
         "scheduler_started",
         scheduler_name=settings.scheduler_name,
@@ -122,9 +128,6 @@ async def run_scheduler(
                 synced=synced,
             )
 
-    runner = (
-        await serve(metrics, health, host="", port=settings.health_port) if settings.health_port else None
-    )
     try:
         async with anyio.create_task_group() as tg:
             if handle_signals:
@@ -162,7 +165,13 @@ def elector_for(kube: Kube, settings: Settings, metrics: Metrics) -> Elector:
         renew_deadline=settings.renew_deadline,
         retry_period=settings.retry_period,
     )
-    return Elector(kube, config, on_change=lambda leading: metrics.leader.set(1 if leading else 0))
+
+    def changed(leading: bool) -> None:
+        metrics.leader.set(1 if leading else 0)
+        metrics.lease(config.name, leading=leading)
+
+    changed(False)
+    return Elector(kube, config, on_change=changed)
 
 
 async def run(settings: Settings) -> None:
@@ -172,17 +181,18 @@ async def run(settings: Settings) -> None:
 
 
 async def live_snapshot(kube: Kube, settings: Settings) -> Snapshot:
-    """One list of each kind, converted: what a pass would see (read-only)."""
+    """One list of each kind, converted: what a pass would see (read-only), as of the server's time."""
     cache = Cache()
     for informer in informers(kube, cache, settings, Trigger()):
         items, _ = await kube.list(informer.kind)
         informer.store.replace([informer.convert(obj) for obj in items])
-    return cache.snapshot(now=0.0)
+    snapshot = cache.snapshot(now=0.0)
+    # As a pass sees it: `now` on the API server's clock (its Date headers), which wrote the
+    # timestamps it is compared with.
+    return Snapshot(snapshot.nodes, snapshot.pods, snapshot.priority_classes, now=kube.server_time())
 
 
-async def live_plan(settings: Settings, now: float) -> Plan:
-    """`custom-scheduler plan` on a live cluster as of `now`: what one pass would do; nothing is
-    written."""
+async def live_snapshot_of(settings: Settings) -> Snapshot:
+    """Connect with the settings' kubeconfig and take one `live_snapshot`; nothing is written."""
     async with connect(settings.kubeconfig, settings.context) as kube:
-        snapshot = await live_snapshot(kube, settings)
-        return plan(dataclasses.replace(snapshot, now=now), settings=settings)
+        return await live_snapshot(kube, settings)

@@ -112,7 +112,9 @@ class Settings:
     log_level: str = "info"
     kubeconfig: str | None = None
     context: str | None = None
-    # Leader election (kube-scheduler's defaults) and the health/metrics port (0: off).
+    # Leader election (kube-scheduler's defaults) and the health/metrics port (0: off; the command
+    # line serves 10251 unless told otherwise) on `bind_address` (kube-scheduler's default: every
+    # interface).
     leader_elect: bool = False
     lease_name: str = "custom-scheduler"
     lease_namespace: str | None = None  # None: the pod's own namespace, else "default"
@@ -120,6 +122,7 @@ class Settings:
     renew_deadline: float = 10.0
     retry_period: float = 2.0
     health_port: int = 0
+    bind_address: str = "0.0.0.0"
     # A victim still there this long after its deletionTimestamp (which includes its grace
     # period) is stuck (a finalizer, a lost kubelet): its nominee stops waiting for it.
     stuck_after: float = 60.0

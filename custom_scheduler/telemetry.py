@@ -58,8 +58,13 @@ class Once:
 
 
 def configure_logging(*, fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
-    """Set up structlog: `json`, `console`, or `auto` (console on a terminal, JSON otherwise)."""
-    out = stream if stream is not None else sys.stderr
+    """Set up structlog: `json`, `console`, or `auto` (console on a terminal, JSON otherwise).
+
+    Lines go to standard output unless `stream` says otherwise: `run` prints nothing else there,
+    so `custom-scheduler run | jq ...` reads them as `kubectl logs ... | jq ...` does; the command
+    line's own errors go to standard error.
+    """
+    out = stream if stream is not None else sys.stdout
     if fmt == "auto":
         fmt = "console" if out.isatty() else "json"
     renderer: structlog.typing.Processor

@@ -261,6 +261,7 @@ async def play(plane: ControlPlane, log: Path) -> None:
                     "run",
                     f"--kubeconfig={plane.kubeconfig}",
                     "--log-format=json",
+                    "--health-port=0",  # beside a `make run` of yours, which serves 10251
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -450,7 +450,7 @@ async def soak(plane: ControlPlane, seconds: float, *, seed: int = 1, log: Path 
                 [
                     sys.executable, "-m", "custom_scheduler", "run", f"--kubeconfig={plane.kubeconfig}",
                     f"--namespace={NS}", f"--node-selector={LABEL[0]}={LABEL[1]}", "--interval=2",
-                    "--log-format=json", "--reserve-after=10s",
+                    "--log-format=json", "--health-port=0", "--reserve-after=10s",
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -18,6 +18,7 @@ from custom_scheduler.planner.units import Gang, Unit
 
 S = NodeState
 
+NO_NODES = "no nodes available to schedule pods"  # kube-scheduler's ErrNoNodesAvailable, word for word
 HELD = "hold a pod of equal or higher priority"
 RESERVED = "are reserved for nominated pods"
 TERMINATING = "hold a terminating pod"
@@ -85,6 +86,12 @@ class Reasons:
         """Why a unit stays pending; `can_have` counts the nodes it could get, its own included."""
         lower_note = None if unit.can_preempt else "and preemptionPolicy is Never"
         detail = self.breakdown(unit.priority, scope, lower_note=lower_note, own=own)
+        if not self.eligibility.total:  # a cluster with no nodes at all
+            return (
+                NO_NODES
+                if unit.gang is None
+                else f"gang {unit.gang.label} needs {unit.need} nodes: {NO_NODES}"
+            )
         if unit.gang is None:
             key: tuple[object, ...] = ("single", detail)
             if (text := self._texts.get(key)) is None:

@@ -111,8 +111,20 @@ class Cluster:
             for name in names:
                 tg.start_soon(self.create, "/api/v1/nodes", body(name))
         for name in names:
-            await self.wait_for(functools.partial(self.node_ready, name), what=f"node {name} Ready")
+            await self.wait_for(
+                functools.partial(self.node_usable, name),
+                what=f"node {name} Ready, its not-ready taint lifted",
+            )
         return names
+
+    async def node_usable(self, name: str) -> bool:
+        """Ready, and without the not-ready taint the API server puts on every new node: the node
+        lifecycle controller lifts it a moment after Ready, and until then no pod may go there."""
+        node = await self.get(f"/api/v1/nodes/{quote(name)}")
+        taints = ((node or {}).get("spec") or {}).get("taints") or []
+        return await self.node_ready(name) and not any(
+            t.get("key") == "node.kubernetes.io/not-ready" for t in taints
+        )
 
     async def node_ready(self, name: str) -> bool:
         """Whether the node reports Ready=True."""

@@ -316,7 +316,7 @@ async def test_a_scheduler_killed_mid_pass_and_restarted_converges(
     argv = [
         sys.executable, "-m", "custom_scheduler", "run", f"--kubeconfig={control_plane.kubeconfig}",
         f"--namespace={namespace}", f"--node-selector={label[0]}={label[1]}", "--log-format=json",
-        "--max-concurrency=2",
+        "--max-concurrency=2", "--health-port=0",
     ]  # fmt: skip
 
     async def bound_count() -> int:
@@ -450,6 +450,7 @@ async def test_a_scheduler_whose_clock_is_ahead_does_not_judge_a_terminating_vic
     argv = [
         sys.executable, "-c", _AHEAD, "run", f"--kubeconfig={control_plane.kubeconfig}",
         f"--namespace={namespace}", f"--node-selector={label[0]}={label[1]}", "--interval=1",
+        "--health-port=0",
     ]  # fmt: skip
     scheduler = await anyio.open_process(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -246,3 +246,42 @@ def _leaves(error: BaseException) -> list[BaseException]:
     if isinstance(error, BaseExceptionGroup):
         return [leaf for e in error.exceptions for leaf in _leaves(e)]
     return [error]
+
+
+async def test_metrics_have_a_service_scrape_annotations_and_an_optional_service_monitor(
+    installed: tuple[str, Path], cluster: Cluster, tmp_path: Path
+) -> None:
+    sched_ns, _ = installed
+    service = await cluster.get(f"/api/v1/namespaces/{sched_ns}/services/custom-scheduler-metrics")
+    deployment = await cluster.get(f"/apis/apps/v1/namespaces/{sched_ns}/deployments/custom-scheduler")
+    template = deployment["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    (served,) = [p for p in container["ports"] if p["name"] == "http-metrics"]
+    assert f"--health-port={served['containerPort']}" in container["args"]
+    assert service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
+    (port,) = service["spec"]["ports"]
+    assert (port["name"], port["port"], port["targetPort"]) == ("http-metrics", 10251, "http-metrics")
+    annotations = template["metadata"]["annotations"]
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(served["containerPort"]),
+        "prometheus.io/path": "/metrics",
+    }
+    # The ServiceMonitor is a component, off by default (the cluster above has no Prometheus
+    # Operator CRD, and the install applied); enabled, it selects this Service and its port.
+    copy = tmp_path / "with-monitoring"
+    shutil.copytree(REPO / "manifests", copy, ignore=shutil.ignore_patterns("examples"))
+    kustomization = (copy / "kustomization.yaml").read_text()
+    assert "# components:\n#   - monitoring\n" in kustomization
+    (copy / "kustomization.yaml").write_text(
+        kustomization.replace("# components:\n#   - monitoring\n", "components:\n  - monitoring\n")
+    )
+    rendered = await anyio.run_process([str(bin_dir() / "kubectl"), "kustomize", str(copy)])
+    docs = list(yaml.safe_load_all(rendered.stdout))
+    (monitor,) = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    (rendered_service,) = [d for d in docs if d["kind"] == "Service"]
+    assert monitor["metadata"]["namespace"] == rendered_service["metadata"]["namespace"]
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= rendered_service["metadata"]["labels"].items()
+    )
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["http-metrics"]

@@ -84,8 +84,10 @@ async def replicas(
 
 
 async def leaders(replicas: list[Replica]) -> list[Replica]:
-    """The replicas whose scheduler_leader gauge is 1."""
-    return [r for r in replicas if r.process.poll() is None and await r.metric("scheduler_leader") == 1]
+    """The replicas whose custom_scheduler_leader gauge is 1."""
+    return [
+        r for r in replicas if r.process.poll() is None and await r.metric("custom_scheduler_leader") == 1
+    ]
 
 
 async def test_one_leads_the_other_takes_over_when_it_dies(
@@ -109,11 +111,14 @@ async def test_one_leads_the_other_takes_over_when_it_dies(
         lambda: _bound(cluster, namespace, "first"), what="the leader to bind a pod"
     )
     assert (await leader.get("/livez"))[0] == 200 and (await follower.get("/livez"))[0] == 200
-    assert await leader.metric('scheduler_schedule_attempts_total{result="scheduled"}') == 1
-    assert await leader.metric("scheduler_pod_creation_to_bind_seconds_count") == 1
-    assert await leader.metric("scheduler_passes_total") >= 1
-    assert await follower.metric("scheduler_passes_total") == 0, "a follower does not plan"
-    assert await follower.metric("scheduler_leader") == 0
+    scheduled = 'scheduler_schedule_attempts_total{profile="custom-scheduler",result="scheduled"}'
+    assert await leader.metric(scheduled) == 1
+    assert await leader.metric("custom_scheduler_pod_creation_to_bind_seconds_count") == 1
+    assert await leader.metric("custom_scheduler_passes_total") >= 1
+    assert await follower.metric("custom_scheduler_passes_total") == 0, "a follower does not plan"
+    assert await follower.metric("custom_scheduler_leader") == 0
+    lease = 'leader_election_master_status{name="custom-scheduler"}'  # client-go's, as kube-scheduler has
+    assert (await leader.metric(lease), await follower.metric(lease)) == (1, 0)
 
     leader.process.kill()  # no clean shutdown: the lease is not released
     leader.process.wait()
@@ -123,7 +128,7 @@ async def test_one_leads_the_other_takes_over_when_it_dies(
         lambda: _bound(cluster, namespace, "second"), deadline=30, what="the follower to take over and bind"
     )
     assert node_of(second) != node_of(first)
-    assert await follower.metric("scheduler_leader") == 1
+    assert await follower.metric("custom_scheduler_leader") == 1
     lease = await cluster.get(f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/custom-scheduler")
     acquired = datetime.fromisoformat(lease["spec"]["acquireTime"].replace("Z", "+00:00"))
     # Taken over once the dead leader's 15 s lease ran out, and not much later.
@@ -210,7 +215,7 @@ async def test_a_leader_that_stalls_and_wakes_after_a_takeover_writes_nothing(
 
             async def stood_down(leader: Replica = leader) -> bool:
                 answers = (await leader.get("/readyz"))[0] == 200
-                return answers and await leader.metric("scheduler_leader") == 0
+                return answers and await leader.metric("custom_scheduler_leader") == 0
 
             await cluster.wait_for(stood_down, deadline=30, what="the woken leader to stand down")
             pods = await cluster.pods(namespace)
@@ -264,7 +269,7 @@ async def _empty(cluster: Cluster, namespace: str) -> None:
 
 
 async def _leads(replica: Replica) -> bool:
-    return await replica.metric("scheduler_leader") == 1
+    return await replica.metric("custom_scheduler_leader") == 1
 
 
 async def _bound_after(cluster: Cluster, namespace: str, created: list[str], first: int) -> bool:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import io
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import yaml
 
 from custom_scheduler.__main__ import build_parser, main, settings_from_args
@@ -85,9 +92,15 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def plan_of(capsys: pytest.CaptureFixture[str], path: str, *flags: str) -> dict[str, Any]:
+NO_NODES = (
+    "custom-scheduler: warning: the snapshot has no nodes "
+    "(take it with `kubectl get nodes,pods,priorityclasses -A -o json`)\n"
+)
+
+
+def plan_of(capsys: pytest.CaptureFixture[str], path: str, *flags: str, warned: str = "") -> dict[str, Any]:
     code, out, err = run(capsys, "plan", "--snapshot", path, *flags)
-    assert (code, err) == (0, ""), err
+    assert (code, err) == (0, warned), err
     assert out.endswith("\n") and out.count("\n") == 1, "one JSON object on one line"
     result: dict[str, Any] = json.loads(out)
     assert list(result) == ["binds", "nominations", "evictions", "unschedulable"]
@@ -197,7 +210,7 @@ def test_a_byte_order_mark_is_read_past(tmp_path: Path, capsys: pytest.CaptureFi
 def test_many_shallow_brackets_are_not_deep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "snap.yaml"
     path.write_text("kind: List\nitems: []\nmetadata: {fields: [" + "{}, [], " * 2000 + "]}\n")
-    assert plan_of(capsys, str(path)) == NOTHING
+    assert plan_of(capsys, str(path), warned=NO_NODES) == NOTHING
 
 
 def test_a_reader_that_leaves_early_is_no_error() -> None:
@@ -495,6 +508,7 @@ def test_run_flags_become_settings() -> None:
         log_level="debug",
         kubeconfig="/k",
         context="c",
+        health_port=10251,
     )
 
 
@@ -524,7 +538,7 @@ def test_bad_run_values_stop_before_anything_runs(
 @pytest.mark.parametrize("flag", ["--kubeconfig", "--context"])
 def test_a_snapshot_and_a_cluster_exclude_each_other(capsys: pytest.CaptureFixture[str], flag: str) -> None:
     code, out, err = run(capsys, "plan", "--snapshot", str(DATA / "demo-two.json"), flag, "x")
-    assert_one_line(code, out, err, "custom-scheduler: --snapshot plans from a file", "give one")
+    assert_one_line(code, out, err, "custom-scheduler: --snapshot reads a file", "give one")
 
 
 @pytest.mark.parametrize("argv", [[], ["plan", "--interval", "3"], ["run", "--log-format", "xml"]])
@@ -545,9 +559,13 @@ def test_help_works_both_ways() -> None:
     [
         ("plan", "--snapshot --kubeconfig --context --scheduler-name --namespace --node-selector"),
         (
+            "status",
+            "--snapshot --kubeconfig --context --scheduler-name --namespace --node-selector --now --output",
+        ),
+        (
             "run",
             "--kubeconfig --context --scheduler-name --namespace --node-selector --interval "
-            "--max-concurrency --dry-run --log-format --log-level",
+            "--max-concurrency --dry-run --log-format --log-level --health-port --bind-address",
         ),
     ],
 )
@@ -557,6 +575,209 @@ def test_each_command_documents_its_flags(
     code, out, _ = run(capsys, command, "--help")
     assert code == 0
     assert [f for f in flags if f not in out] == []
+
+
+# -- a cluster that cannot be used: one line, exit 2 ------------------------------------------
+
+
+def kubeconfig(tmp_path: Path, server: str, *, cluster: str = "", name: str = "kubeconfig") -> Path:
+    """A kubeconfig for `server`, with a token; `cluster` replaces its cluster's settings (YAML)."""
+    path = tmp_path / name
+    default = f"{{server: {server!r}, insecure-skip-tls-verify: true}}"
+    path.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: c, cluster: {cluster or default}}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    return path
+
+
+def closed_port() -> int:
+    """A port that nothing listens on (bound a moment, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def command(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The real entry point, as a process of its own (`run` configures logging for the process)."""
+    return subprocess.run(
+        [sys.executable, "-m", "custom_scheduler", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (
+            "apiVersion: v1\nclusters: [\n  - bad",
+            "not valid YAML: expected the node content, but found '-' (line 3",
+        ),
+        ("- a\n- b\n", "expected a Config (a mapping), got a list"),
+        ("", "expected a Config (a mapping), got nothing"),
+        ("just words\n", "expected a Config (a mapping), got text"),
+        ("apiVersion: v1\nkind: Config\n", "Invalid kube-config file. Expected key current-context"),
+        (None, "cannot read: Is a directory"),
+    ],
+)
+@pytest.mark.parametrize("cmd", ["plan", "run"])
+def test_a_kubeconfig_that_cannot_be_used_is_one_line(
+    tmp_path: Path, content: str | None, problem: str, cmd: str
+) -> None:
+    path = tmp_path / "kubeconfig"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_text(content)
+    flags = ["--health-port=0"] if cmd == "run" else []
+    done = command(cmd, "--kubeconfig", str(path), *flags)
+    assert_one_line(
+        done.returncode, done.stdout, done.stderr, f"custom-scheduler: kubeconfig {path}: ", problem
+    )
+
+
+def test_a_kubeconfig_naming_a_missing_file_or_context_is_one_line(tmp_path: Path) -> None:
+    path = kubeconfig(
+        tmp_path, "", cluster="{server: 'https://127.0.0.1:1', certificate-authority: /nonexistent/ca}"
+    )
+    done = command("plan", "--kubeconfig", str(path))
+    assert_one_line(
+        done.returncode, done.stdout, done.stderr, f"custom-scheduler: kubeconfig {path}: ", "/nonexistent/ca"
+    )
+    good = kubeconfig(tmp_path, "https://127.0.0.1:1", name="good")
+    done = command("plan", "--kubeconfig", str(good), "--context", "elsewhere")
+    assert_one_line(
+        done.returncode, done.stdout, done.stderr, f"custom-scheduler: kubeconfig {good}: ", "elsewhere"
+    )
+
+
+def test_a_server_that_cannot_be_reached_is_one_line(tmp_path: Path) -> None:
+    port = closed_port()
+    path = kubeconfig(tmp_path, f"https://127.0.0.1:{port}")
+    done = command("plan", "--kubeconfig", str(path))
+    assert (done.returncode, done.stdout, done.stderr) == (
+        2,
+        "",
+        f"custom-scheduler: cannot reach https://127.0.0.1:{port}: connection refused\n",
+    )
+
+
+def test_a_busy_health_port_is_one_line(tmp_path: Path) -> None:
+    path = kubeconfig(tmp_path, f"https://127.0.0.1:{closed_port()}")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = command("run", "--kubeconfig", str(path), "--bind-address=127.0.0.1", f"--health-port={port}")
+    problem = f"--health-port {port}: cannot listen on 127.0.0.1:{port}: address already in use"
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", f"custom-scheduler: {problem}\n")
+
+
+class _Forbidding(http.server.BaseHTTPRequestHandler):
+    """An API server that answers every request as RBAC does a verb it lacks."""
+
+    def do_GET(self) -> None:
+        body = json.dumps(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "message": 'nodes is forbidden: User "u" cannot list resource "nodes" in API group "" '
+                "at the cluster scope",
+                "reason": "Forbidden",
+                "code": 403,
+            }
+        ).encode()
+        self.send_response(403)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        with contextlib.suppress(BrokenPipeError):  # the client may hang up first, and that is fine
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def forbidding() -> Iterator[str]:
+    """The address of an API server (plain HTTP, on loopback) that refuses everything with 403."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Forbidding)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_refusal_by_rbac_is_one_line(tmp_path: Path, forbidding: str) -> None:
+    path = kubeconfig(tmp_path, forbidding, cluster=f"{{server: {forbidding!r}}}")
+    done = command("plan", "--kubeconfig", str(path))
+    assert_one_line(
+        done.returncode,
+        done.stdout,
+        done.stderr,
+        "custom-scheduler: the API server refused: GET /api/v1/nodes",
+        'answered 403: nodes is forbidden: User "u" cannot list resource "nodes"',
+    )
+    done = command("run", "--kubeconfig", str(path), "--health-port=0", "--log-format=json")
+    assert (done.returncode, done.stderr) == (2, ""), done.stderr
+    failed = [json.loads(line) for line in done.stdout.splitlines() if '"scheduler_failed"' in line]
+    # The informers list at once: whichever is refused first ends the process.
+    assert [f["level"] for f in failed] == ["critical"]
+    assert re.fullmatch(r"GET /\S+ answered 403: \S+ is forbidden: User .*", failed[0]["error"])
+    assert "exception" not in failed[0] and "Traceback" not in done.stdout
+
+
+@pytest.fixture
+def fresh_logging() -> Iterator[None]:
+    """`main` configures structlog for the process: set it back afterwards."""
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_a_bug_is_one_line_with_its_place_and_a_traceback_only_at_debug(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fresh_logging: None, level: str
+) -> None:
+    import custom_scheduler.service
+
+    async def broken(settings: Settings) -> None:
+        raise ZeroDivisionError("oops")
+
+    monkeypatch.setattr(custom_scheduler.service, "run", broken)
+    code, out, err = run(capsys, "run", "--log-format=json", f"--log-level={level}", "--health-port=0")
+    (line,) = [json.loads(line) for line in out.splitlines()]
+    assert (code, err, line["event"], line["error"]) == (1, "", "scheduler_failed", "ZeroDivisionError: oops")
+    assert line["where"] == f"test_cli.py:{broken.__code__.co_firstlineno + 1} in broken"
+    assert ("exception" in line) == (level == "debug")
+
+
+def test_health_and_metrics_are_served_by_default_on_every_interface() -> None:
+    settings = settings_from_args(build_parser().parse_args(["run"]))
+    assert (settings.health_port, settings.bind_address) == (10251, "0.0.0.0")
+    settings = settings_from_args(build_parser().parse_args(["run", "--bind-address=::1", "--health-port=0"]))
+    assert (settings.health_port, settings.bind_address) == (0, "::1")
+
+
+@pytest.mark.parametrize(
+    ("flags", "problem"),
+    [
+        (["--bind-address", "localhost"], "--bind-address: 'localhost' is not an IP address"),
+        (["--health-port", "70000"], "--health-port must be from 0 to 65535"),
+    ],
+)
+def test_bad_serving_flags_are_one_line(
+    capsys: pytest.CaptureFixture[str], flags: list[str], problem: str
+) -> None:
+    code, out, err = run(capsys, "run", *flags)
+    assert_one_line(code, out, err, "custom-scheduler: ", problem)
 
 
 # -- no starvation: --reserve-after and --now (SPEC 6a, 10) ---------------------------------------
@@ -608,7 +829,7 @@ def test_plan_as_of_now_reserves_for_a_starving_gang(
     assert plan_of(capsys, path, "--now", "2025-06-01T00:00:10Z", "--reserve-after", "0")["nominations"]
 
 
-def test_a_bad_now_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bad_now_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, _starving_gang())
     code, out, err = run(capsys, "plan", "--snapshot", path, "--now", "yesterday")
-    assert_one_line(code, out, err, "custom-scheduler: --now: ", "is not an RFC 3339 time")
+    assert (code, out) == (2, "") and "argument --now: 'yesterday' is not an RFC 3339 time" in err

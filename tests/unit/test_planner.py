@@ -223,9 +223,19 @@ CASES = [
         Settings(node_selector=parse_selector("pool=gpu")),
     ),
     Case(
-        "with no nodes at all the pod waits and says so",
+        "with no nodes at all the pod waits and says so, in kube-scheduler's words",
         snap(pod("a")),
-        P(unschedulable=[unsched("a", "0/0 nodes are available.")]),
+        P(unschedulable=[unsched("a", "no nodes available to schedule pods")]),
+    ),
+    Case(
+        "with no nodes at all a gang says what it needs, and that there are none",
+        snap(pod("g-0", gang="g", min_available=2), pod("g-1", gang="g", min_available=2)),
+        P(
+            unschedulable=[
+                unsched(p, "gang default/g needs 2 nodes: no nodes available to schedule pods")
+                for p in ("g-0", "g-1")
+            ]
+        ),
     ),
     # --- Priority (SPEC 3) -----------------------------------------------------------------------
     Case(

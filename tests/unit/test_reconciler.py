@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
+import structlog
 
 from custom_scheduler.cache import Cache
 from custom_scheduler.kube import OK, Answer, NotLeading, Outcome
@@ -183,3 +184,15 @@ async def test_an_accepted_eviction_is_marked_as_preemption() -> None:
         ("evict", ""),
         ("condition", "DisruptionTarget=True: custom-scheduler: preempting to make room for default/high"),
     ]
+
+
+async def test_a_pass_is_logged_at_info_only_when_it_wrote_something() -> None:
+    kube = FakeKube()
+    r = reconciler(kube, node("n1"), pod("a"), pod("b", t=1))
+    structlog.reset_defaults()  # every level, whatever an earlier test configured
+    with structlog.testing.capture_logs() as logs:
+        await r.run_pass()  # binds a; b waits
+        await r.run_pass()  # nothing new: b waits as it did
+        await r.run_pass()
+    passes = [(e["log_level"], e["binds"]) for e in logs if e["event"] == "pass_finished"]
+    assert passes == [("info", 1), ("debug", 0), ("debug", 0)]

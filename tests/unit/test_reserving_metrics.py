@@ -20,7 +20,7 @@ def test_the_reserving_unit_shows_in_its_metrics_and_is_cleared_after() -> None:
     )
     metrics.observe_pass(reserving, seconds=0.01, gangs={"default/g-0": "default/g"})
     assert _value(metrics, "scheduler_reserved_nodes") == 1
-    assert _value(metrics, "scheduler_reserving_unit_wait_seconds") == 42.0
+    assert _value(metrics, "custom_scheduler_reserving_unit_wait_seconds") == 42.0
     metrics.observe_pass(Plan(), seconds=0.01, gangs={})
     assert _value(metrics, "scheduler_reserved_nodes") == 0
-    assert _value(metrics, "scheduler_reserving_unit_wait_seconds") == 0
+    assert _value(metrics, "custom_scheduler_reserving_unit_wait_seconds") == 0
