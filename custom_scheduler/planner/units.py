@@ -170,7 +170,6 @@ class Workload:
     occupants: dict[str, list[Pod]]  # node name -> our pods occupying it
     gang_of: dict[str, Gang]  # pod key -> its gang (valid members only)
     units: list[Unit]  # in pass order
-    unit_of: dict[str, Unit]  # pending pod key -> its unit
     invalid: dict[str, str]  # pending pod key -> what is wrong with its annotations
     # What pods that are not ours (DaemonSets, system pods) take on each node, by node name: the
     # resources they request, and how many they are.
@@ -234,8 +233,7 @@ class Workload:
         for gang in gangs.values():
             gang.priority = max(priority[p.key] for p in (*gang.pending, *gang.occupying))
         units = _units(singles, gangs.values(), priority, table)
-        unit_of = {p.key: unit for unit in units for p in unit.members}
-        return cls(priority, occupants, gang_of, units, unit_of, invalid, others_request, others_on)
+        return cls(priority, occupants, gang_of, units, invalid, others_request, others_on)
 
     def protected(self, pod: Pod) -> int:
         """A pod's priority as a victim: its gang's priority, or its own (SPEC 4)."""
