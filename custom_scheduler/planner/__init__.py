@@ -154,10 +154,15 @@ class _Pass:
         # Once the nodes are full, unit after unit fails the same way: a unit that holds no node
         # fails as the last one like it did, until a node changes.
         alike = (nodes.version, unit.priority, where.scope.key, unit.need, unit.can_preempt)
-        holds = any(pod.key in nodes.reservation for pod in unit.members)
+        members, reservation = unit.members, nodes.reservation
+        holds = (
+            members[0].key in reservation
+            if len(members) == 1
+            else any(pod.key in reservation for pod in members)
+        )
         due = self._due(unit)
         if not holds and not due and (can_have := self._failed.get(alike)) is not None:
-            self._reject(unit.members, self.reasons.unit(unit, where.scope, can_have=can_have, own=0))
+            self._reject(members, self.reasons.unit(unit, where.scope, can_have=can_have, own=0))
             return
         slots: list[_Slot] = []
         rest: list[Pod] = []
@@ -350,4 +355,5 @@ class _Pass:
         self._reject(unit.members, reason)
 
     def _reject(self, pods: list[Pod], reason: str) -> None:
-        self.unschedulable.update((p.key, Unschedulable(p.key, reason)) for p in pods)
+        for pod in pods:
+            self.unschedulable[pod.key] = Unschedulable(pod.key, reason)

@@ -166,14 +166,13 @@ class VictimSearch:
                 # Pods outside gangs: one pod for one node, the fewest there can be.
                 picked = self._singles(level, usable, scope if not holds else None, wanted, within)
                 return self._found(below + picked)
-            options = self._options(level, usable)
-            offered = singles + sum(o.usable.bit_count() for o in options)
+            offered = (level.bits & usable).bit_count()  # gangs' clean nodes are their own
             if gained + offered < short:
                 below += self._singles(level, usable, None, singles)
-                below += [self._whole(o, usable) for o in options]
+                below += [self._whole(o, usable) for o in self._options(level, usable)]
                 gained += offered
                 continue
-            chosen = self._fewest(level, usable, singles, options, wanted)
+            chosen = self._fewest(level, usable, singles, self._options(level, usable, wanted), wanted)
             return self._found(_spare(below, chosen, short))
         if not holds:
             self._exhausted[moment] = gained
@@ -320,9 +319,15 @@ class VictimSearch:
             level.start[scope] = skipped
         return picked
 
-    def _options(self, level: _Level, usable: int) -> list[_Option]:
-        """The level's running gangs the unit could gain nodes from, as they stand now."""
+    def _options(self, level: _Level, usable: int, wanted: int | None = None) -> list[_Option]:
+        """The level's running gangs the unit could gain nodes from, as they stand now.
+
+        With `wanted`, at most that many gangs alike (cost, nodes, spare): they differ only in
+        age, a choice freeing `wanted` nodes takes no more of them, and the knapsack keeps to the
+        first (newest) on ties.
+        """
         options = []
+        alike: dict[tuple[int, int, int], int] = {}
         for at in level.gangs:
             gain = at.clean & usable
             if not gain:
@@ -331,6 +336,11 @@ class VictimSearch:
             spare = 0
             if live > at.gang.min_all:
                 spare = min(live - at.gang.min_all, (at.alone & usable).bit_count())
+            if wanted is not None:
+                shape = (live, gain.bit_count(), spare)
+                if (seen := alike.get(shape, 0)) >= wanted:
+                    continue
+                alike[shape] = seen + 1
             options.append(_Option(at, live, gain, spare))
         return options
 
