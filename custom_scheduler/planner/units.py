@@ -186,16 +186,14 @@ class Workload:
         gangs: dict[tuple[str, str], Gang] = {}
         invalid: dict[str, str] = {}
         singles: list[Pod] = []
-        others_request: dict[str, dict[str, int]] = {}
-        others_on: dict[str, int] = {}
+        # Other pods on a node, by their constraints (interned: pods of one DaemonSet or Deployment
+        # share them), their requests summed once below.
+        others: dict[tuple[str, Constraints], int] = {}
         for pod in pods:
             if pod.scheduler_name != scheduler or (namespace is not None and pod.namespace != namespace):
                 if pod.node_name and pod.phase not in FINISHED:
-                    others_on[pod.node_name] = others_on.get(pod.node_name, 0) + 1
-                    if pod.constraints.requests:
-                        taken = others_request.setdefault(pod.node_name, {})
-                        for resource, amount in pod.constraints.requests:
-                            taken[resource] = taken.get(resource, 0) + amount
+                    alike = (pod.node_name, pod.constraints)
+                    others[alike] = others.get(alike, 0) + 1
                 continue
             if pod.node_name:
                 if pod.phase in FINISHED:
@@ -233,6 +231,14 @@ class Workload:
         for gang in gangs.values():
             gang.priority = max(priority[p.key] for p in (*gang.pending, *gang.occupying))
         units = _units(singles, gangs.values(), priority, table)
+        others_request: dict[str, dict[str, int]] = {}
+        others_on: dict[str, int] = {}
+        for (node, constraints), count in others.items():
+            others_on[node] = others_on.get(node, 0) + count
+            if constraints.requests:
+                taken = others_request.setdefault(node, {})
+                for resource, amount in constraints.requests:
+                    taken[resource] = taken.get(resource, 0) + amount * count
         return cls(priority, occupants, gang_of, units, invalid, others_request, others_on)
 
     def protected(self, pod: Pod) -> int:
