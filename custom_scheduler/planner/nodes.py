@@ -231,11 +231,7 @@ class Nodes:
         their holders may take them over)."""
         below = self._held_below.get(priority)
         if below is None:
-            below = 0
-            for held, bits in self.held_at.items():
-                if held < priority:
-                    below |= bits
-            self._held_below[priority] = below
+            below = self._held_below[priority] = _union_below(self.held_at, priority)
         return below
 
     def move(self, node: int, move: Move) -> None:
@@ -274,10 +270,7 @@ class Nodes:
     def _running_below(self, priority: int) -> tuple[int, int]:
         below = self._below.get(priority)
         if below is None:
-            bits = 0
-            for level, at_level in self.running_at.items():
-                if level < priority:
-                    bits |= at_level
+            bits = _union_below(self.running_at, priority)
             below = self._below[priority] = (bits, bits.bit_count())
         return below
 
@@ -347,3 +340,12 @@ class Nodes:
 def _stuck(pod: Pod, now: float, stuck_after: float) -> bool:
     """Terminating, and still there `stuck_after` seconds past its deletionTimestamp."""
     return pod.deleting and pod.deletion_time > 0 and pod.deletion_time + stuck_after < now
+
+
+def _union_below(by_priority: dict[int, int], priority: int) -> int:
+    """The nodes of the bit sets kept under priorities below `priority`."""
+    union = 0
+    for level, bits in by_priority.items():
+        if level < priority:
+            union |= bits
+    return union

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -154,12 +154,7 @@ class VictimSearch:
             usable &= ~(1 << node)
         below: list[_Group] = []
         gained = 0
-        for priority in self.order:
-            if priority >= unit.priority:
-                break
-            level = self.levels[priority]
-            if not level.bits & usable:
-                continue
+        for level in self._levels_below(unit.priority, usable):
             wanted = short - gained
             singles = (level.single_bits & usable).bit_count()
             if singles >= wanted:
@@ -207,12 +202,7 @@ class VictimSearch:
 
         below: list[_Group] = []
         held = list(free)
-        for priority in self.order:
-            if priority >= unit.priority:
-                break
-            level = self.levels[priority]
-            if not level.bits & usable:
-                continue
+        for level in self._levels_below(unit.priority, usable):
             options = self._options(level, usable)
             singles = self._singles(level, usable, None, len(level.singles))
             everything = held + [n for g in singles for n in g.freed]
@@ -271,6 +261,15 @@ class VictimSearch:
         return Found(count=max(matched(held) - matched(free), 0))
 
     # -- the candidates ----------------------------------------------------------------------
+
+    def _levels_below(self, priority: int, usable: int) -> Iterator[_Level]:
+        """The levels below `priority` with a node in `usable`, lowest first (SPEC 6's order)."""
+        for at in self.order:
+            if at >= priority:
+                return
+            level = self.levels[at]
+            if level.bits & usable:
+                yield level
 
     def _may_use(self, unit: Unit, within: int | None, moment: tuple[int, int, object] | None) -> int:
         """Running nodes the unit may take once their pods are gone: not reserved for a unit it
