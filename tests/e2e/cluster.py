@@ -93,6 +93,12 @@ class Cluster:
             path, obj, ok=(200, 201, 409) if obj["kind"] == "PriorityClass" else (200, 201)
         )
 
+    async def create_priority_classes(self, values: dict[str, int]) -> None:
+        """Priority classes by name and value (cluster-wide; one that exists is kept)."""
+        for name, value in values.items():
+            klass = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "value": value}
+            await self.create_object({**klass, "metadata": {"name": name}}, "")
+
     # -- nodes ------------------------------------------------------------------------------
 
     async def create_nodes(

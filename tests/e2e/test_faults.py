@@ -41,14 +41,7 @@ LOW, HIGH = "fault-low", "fault-high"
 @pytest_asyncio.fixture
 async def classes(cluster: Cluster, namespace: str) -> None:
     """Two priority classes for these tests."""
-    for name, value in ((LOW, 10), (HIGH, 1000)):
-        klass = {
-            "apiVersion": "scheduling.k8s.io/v1",
-            "kind": "PriorityClass",
-            "metadata": {"name": name},
-            "value": value,
-        }
-        await cluster.create_object(klass, namespace)
+    await cluster.create_priority_classes({LOW: 10, HIGH: 1000})
 
 
 async def _running(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:

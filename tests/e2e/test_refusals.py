@@ -27,14 +27,7 @@ _ADMISSION = "/apis/admissionregistration.k8s.io/v1"
 @pytest_asyncio.fixture
 async def classes(cluster: Cluster, namespace: str) -> None:
     """Two priority classes for these tests."""
-    for name, value in ((LOW, 10), (HIGH, 1000)):
-        klass = {
-            "apiVersion": "scheduling.k8s.io/v1",
-            "kind": "PriorityClass",
-            "metadata": {"name": name},
-            "value": value,
-        }
-        await cluster.create_object(klass, namespace)
+    await cluster.create_priority_classes({LOW: 10, HIGH: 1000})
 
 
 @pytest_asyncio.fixture
